@@ -1,0 +1,53 @@
+"""Squeezed temporal convolution module (S-TCM) and its dilation groups."""
+from __future__ import annotations
+
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..config import GaGNetConfig
+from .norm import make_norm
+
+
+class SqueezedTCM(nn.Module):
+    """1x1 squeeze -> PReLU -> norm -> dilated conv -> PReLU -> norm -> 1x1 expand, + residual.
+
+    (B, d_feat, T) -> (B, d_feat, T). The dilated conv (kernel ``kd1``) is padded causally
+    (``(kd1 - 1) * dilation`` past frames) unless ``cfg.causal_conv`` is false.
+    """
+
+    def __init__(self, cfg: GaGNetConfig, dilation: int) -> None:
+        super().__init__()
+        self.dilation = dilation
+        span = (cfg.kd1 - 1) * dilation
+        self.pad = (span, 0) if cfg.causal_conv else (span // 2, span // 2)
+        self.squeeze = nn.Conv1d(cfg.d_feat, cfg.cd1, 1, bias=False)
+        self.act1 = nn.PReLU(cfg.cd1)
+        self.norm1 = make_norm(cfg.norm, cfg.cd1, dims=1, eps=cfg.norm_eps)
+        self.dconv = nn.Conv1d(cfg.cd1, cfg.cd1, cfg.kd1, dilation=dilation, bias=False)
+        self.act2 = nn.PReLU(cfg.cd1)
+        self.norm2 = make_norm(cfg.norm, cfg.cd1, dims=1, eps=cfg.norm_eps)
+        self.expand = nn.Conv1d(cfg.cd1, cfg.d_feat, 1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.norm1(self.act1(self.squeeze(x)))
+        h = self.dconv(F.pad(h, self.pad))
+        h = self.norm2(self.act2(h))
+        return x + self.expand(h)
+
+
+class STCMGroup(nn.Sequential):
+    """One S-TCM per dilation in ``cfg.dilations`` (1, 2, 5, 9 for the paper), in sequence."""
+
+    def __init__(self, cfg: GaGNetConfig) -> None:
+        super().__init__(*(SqueezedTCM(cfg, d) for d in cfg.dilations))
+
+
+def stcm_stack(cfg: GaGNetConfig) -> nn.Sequential:
+    """``cfg.p`` S-TCM groups in sequence: (B, d_feat, T) -> (B, d_feat, T)."""
+    return nn.Sequential(*(STCMGroup(cfg) for _ in range(cfg.p)))
+
+
+def stcm_receptive_field(cfg: GaGNetConfig) -> int:
+    """Past frames one stack of ``p`` groups can see: ``p * (kd1 - 1) * sum(dilations)``."""
+    return cfg.p * (cfg.kd1 - 1) * sum(cfg.dilations)
