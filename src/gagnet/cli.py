@@ -32,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", action="append", choices=sorted(PRESETS), help="preset (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_info)
+
+    from . import train
+
+    train.register(sub)
     return parser
 
 

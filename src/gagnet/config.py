@@ -194,7 +194,6 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     batch_size: int = 8
     lr: float = 5e-4
-    warmup_steps: int = 0
     grad_clip: float = 5.0
     plateau_factor: float = 0.5
     plateau_patience: int = 2

@@ -37,16 +37,17 @@ class CumulativeInstanceNorm(nn.Module):
 
     def forward_with_state(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Like :meth:`forward`, also returning the updated (B, C, 3) float64 state."""
-        per_frame = x.shape[3] if x.dim() == 4 else 1
-        if x.dim() == 4:  # per-frame sums in the input precision, accumulated in float64
-            s1, s2 = x.sum(-1).double(), (x * x).sum(-1).double()  # (B, C, T)
+        if x.dim() == 4:  # per-frame statistics over bins, then accumulated over frames in float64
+            per_frame = x.shape[3]
+            s1 = x.sum(-1).double()  # (B, C, T); torch.var_mean is far slower on short rows
+            s2 = (x * x).sum(-1).double()
         else:
+            per_frame = 1
             s1 = x.double()
             s2 = s1 * s1
         c1 = torch.cumsum(s1, dim=-1)
         c2 = torch.cumsum(s2, dim=-1)
-        t = x.shape[2]
-        count = per_frame * torch.arange(1, t + 1, device=x.device, dtype=torch.float64)
+        count = per_frame * torch.arange(1, x.shape[2] + 1, device=x.device, dtype=torch.float64)
         if state is not None:
             count = count + state[..., 0:1]
             c1 = c1 + state[..., 1:2]
@@ -55,14 +56,13 @@ class CumulativeInstanceNorm(nn.Module):
             count = count.expand_as(c1)
         mean = c1 / count
         var = (c2 / count - mean * mean).clamp_min(0.0)
-        inv = torch.rsqrt(var + self.eps)
         new_state = torch.stack((count[..., -1], c1[..., -1], c2[..., -1]), dim=-1)
-        mean, inv = mean.to(x.dtype), inv.to(x.dtype)
+        # y = (x - mean) / std * w + b, folded into one multiply-add over the full tensor
+        scale = torch.rsqrt(var + self.eps).to(x.dtype) * self.weight[:, None]
+        shift = self.bias[:, None] - mean.to(x.dtype) * scale
         if x.dim() == 4:
-            mean, inv = mean.unsqueeze(-1), inv.unsqueeze(-1)
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        y = (x - mean) * inv * self.weight.view(shape) + self.bias.view(shape)
-        return y, new_state
+            scale, shift = scale.unsqueeze(-1), shift.unsqueeze(-1)
+        return torch.addcmul(shift, x, scale), new_state
 
 
 class FrameLayerNorm(nn.Module):
@@ -77,7 +77,8 @@ class FrameLayerNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Normalise (B, C, T) or (B, C, T, F) frame by frame."""
         dims = (1, 3) if x.dim() == 4 else (1,)
-        var, mean = torch.var_mean(x, dim=dims, keepdim=True, unbiased=False)
+        mean = x.mean(dim=dims, keepdim=True)
+        var = (x * x).mean(dim=dims, keepdim=True) - mean * mean
         shape = (1, -1) + (1,) * (x.dim() - 2)
         return (x - mean) * torch.rsqrt(var + self.eps) * self.weight.view(shape) + self.bias.view(shape)
 

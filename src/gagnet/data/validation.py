@@ -1,0 +1,88 @@
+"""The fixed validation set: files held out by a stable hash, mixtures made once."""
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import soundfile as sf
+from torch.utils.data import Dataset
+
+from ..config import DataConfig
+from .mixing import MixingDataset
+
+logger = logging.getLogger(__name__)
+
+
+def _hash_key(path: Path, root: Path | None) -> str:
+    if root is not None:
+        return path.relative_to(root).as_posix()
+    return "/".join(path.parts[-2:])
+
+
+def _unit_hash(key: str) -> float:
+    """A stable number in [0, 1) for ``key`` (SHA-1, independent of Python's hash seed)."""
+    return int.from_bytes(hashlib.sha1(key.encode("utf-8")).digest()[:8], "big") / 2.0**64
+
+
+def split_holdout(
+    files: Sequence[str | Path], fraction: float, root: str | Path | None = None
+) -> tuple[list[Path], list[Path]]:
+    """Split ``files`` into ``(train, held)``, ``held`` being about ``fraction`` of them.
+
+    A file is held out when the SHA-1 of its key falls below ``fraction``; the key is its
+    path relative to ``root``, or without ``root`` its parent folder and name (e.g.
+    ``p225/p225_001.wav``), so the split survives moving the data and adding files. With
+    ``0 < fraction`` and at least two files, at least one file is held out (the lowest hash).
+    Order within each part follows ``files``.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"holdout fraction must be in [0, 1], got {fraction}")
+    paths = [Path(f) for f in files]
+    base = None if root is None else Path(root)
+    scores = [_unit_hash(_hash_key(p, base)) for p in paths]
+    held_mask = [s < fraction for s in scores]
+    if fraction > 0 and len(paths) > 1 and not any(held_mask):
+        held_mask[min(range(len(paths)), key=scores.__getitem__)] = True
+    train = [p for p, h in zip(paths, held_mask) if not h]
+    held = [p for p, h in zip(paths, held_mask) if h]
+    return train, held
+
+
+class ValidationSet(Dataset):
+    """``cfg.val_count`` mixtures of ``cfg.val_seconds``, made once with seed ``cfg.val_seed``.
+
+    Built by :class:`~gagnet.data.mixing.MixingDataset` (same SNR, level, noise and reverb
+    settings), so it is identical in every run for the same files and config. Items are
+    the mixing item dicts (``noisy``/``clean`` ``(N,)`` float32, ``snr``).
+    """
+
+    def __init__(
+        self,
+        speech_files: Sequence[str | Path],
+        noise_files: Sequence[str | Path],
+        cfg: DataConfig,
+        sample_rate: int = 16000,
+    ) -> None:
+        val_cfg = cfg.replace(segment_seconds=cfg.val_seconds, epoch_size=cfg.val_count)
+        mixer = MixingDataset(speech_files, noise_files, val_cfg, sample_rate, seed=cfg.val_seed)
+        self.sample_rate = sample_rate
+        self.items = [mixer[i] for i in range(cfg.val_count)]
+        logger.info("validation set: %d mixtures of %.1f s", len(self.items), cfg.val_seconds)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.items[index]
+
+    def write(self, folder: str | Path) -> Path:
+        """Write ``folder/noisy/NNNN.wav`` and ``folder/clean/NNNN.wav`` (16-bit PCM); returns ``folder``."""
+        folder = Path(folder)
+        for kind in ("noisy", "clean"):
+            (folder / kind).mkdir(parents=True, exist_ok=True)
+        for i, item in enumerate(self.items):
+            for kind in ("noisy", "clean"):
+                sf.write(folder / kind / f"{i:04d}.wav", item[kind].numpy(), self.sample_rate, subtype="PCM_16")
+        return folder

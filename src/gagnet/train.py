@@ -1,0 +1,356 @@
+"""Training: the Lightning module, the data pipeline wiring and the ``gagnet train`` command.
+
+One epoch of the loop is ``val_every_steps`` optimiser steps followed by validation and a
+checkpoint, so every checkpoint sits on an epoch boundary. Training mixtures are a pure
+function of (seed, global index) and the sampler walks indices in order, so a resumed run
+sees exactly the data an uninterrupted run would have seen.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import math
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import yaml
+from torch.utils.data import DataLoader, Sampler
+
+from .config import TrainConfig
+from .dsp import frame_mask
+from .loss import gagnet_loss
+from .model.gagnet import GaGNet, count_parameters
+from .model.wave import WaveGaGNet
+
+log = logging.getLogger(__name__)
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+# --------------------------------------------------------------------------- config files
+def load_train_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML file (a path or the name of a packaged config) and apply ``key=value`` overrides.
+
+    Dotted keys reach into ``data``: ``data.segment_seconds=1.5``. Values are parsed as YAML.
+    """
+    p = Path(path)
+    if not p.exists() and (CONFIG_DIR / f"{path}.yaml").exists():
+        p = CONFIG_DIR / f"{path}.yaml"
+    if not p.exists():
+        raise FileNotFoundError(f"no config file {path!r} (packaged: {sorted(f.stem for f in CONFIG_DIR.glob('*.yaml'))})")
+    d = yaml.safe_load(p.read_text()) or {}
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not key=value")
+        key, value = item.split("=", 1)
+        node = d
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return TrainConfig.from_dict(d)
+
+
+# --------------------------------------------------------------------------- sampling
+class StepSampler(Sampler[int]):
+    """Yields the global mixture indices of the next ``steps`` optimiser steps, in order.
+
+    The first index comes from ``step_fn()`` (the trainer's global step, set once the
+    trainer exists), so a resumed run continues with exactly the mixtures it would have
+    seen; ranks of a DDP run interleave.
+    """
+
+    def __init__(self, steps: int, batch_size: int) -> None:
+        self.steps, self.batch_size = steps, batch_size
+        self.step_fn: Callable[[], int] = lambda: 0
+        ddp = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if ddp else 0
+        self.world = dist.get_world_size() if ddp else 1
+
+    def __iter__(self) -> Iterator[int]:
+        base = self.step_fn() * self.batch_size * self.world
+        log.debug("sampler starts at global step %d (mixture %d)", self.step_fn(), base)
+        return iter(range(base + self.rank, base + self.world * len(self), self.world))
+
+    def __len__(self) -> int:
+        return self.steps * self.batch_size
+
+
+# --------------------------------------------------------------------------- module
+def make_module(cfg: TrainConfig):
+    """Build the LightningModule for ``cfg`` (Lightning is imported lazily)."""
+    import lightning as L
+
+    class GaGNetModule(L.LightningModule):
+        """GaGNet with the paper's loss, Adam, and halving of the rate on plateau."""
+
+        def __init__(self, train_cfg: dict[str, Any]) -> None:
+            super().__init__()
+            self.save_hyperparameters({"train_cfg": train_cfg})
+            self.cfg = TrainConfig.from_dict(train_cfg)
+            self.model = WaveGaGNet(GaGNet(self.cfg.model_config()))
+            self._val_examples: list[dict[str, Any]] = []
+
+        def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            noisy = self.model.analyze(batch["noisy"])
+            clean = self.model.analyze(batch["clean"])
+            mask = frame_mask(batch["lengths"], self.model.cfg, noisy.shape[-1])
+            return gagnet_loss(self.model.net(noisy), clean, mask)
+
+        def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+            loss = self._loss(batch)
+            self.log("train/loss", loss, prog_bar=True, batch_size=batch["noisy"].shape[0])
+            return loss
+
+        def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+            loss = self._loss(batch)
+            self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch["noisy"].shape[0])
+            need = self.cfg.val_metric_clips - len(self._val_examples)
+            if need > 0 and self.global_rank == 0:
+                enhanced = self.model(batch["noisy"]).float()
+                for i in range(min(need, batch["noisy"].shape[0])):
+                    n = int(batch["lengths"][i])
+                    self._val_examples.append({
+                        "noisy": batch["noisy"][i, :n].float().cpu().numpy(),
+                        "clean": batch["clean"][i, :n].float().cpu().numpy(),
+                        "enhanced": enhanced[i, :n].cpu().numpy(),
+                    })
+
+        def on_validation_epoch_end(self) -> None:
+            examples, self._val_examples = self._val_examples, []
+            if not examples or self.global_rank != 0:
+                return
+            scores = _intrusive_scores(examples, self.model.cfg.sample_rate)
+            for name, value in scores.items():
+                self.log(f"val/{name}", value, rank_zero_only=True)
+            _log_media(self.logger, examples[:2], self.model.cfg.sample_rate, self.global_step)
+
+        def configure_optimizers(self):
+            opt = torch.optim.Adam(self.parameters(), lr=self.cfg.lr)
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode="min", factor=self.cfg.plateau_factor, patience=self.cfg.plateau_patience,
+                min_lr=self.cfg.min_lr,
+            )
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss", "interval": "epoch"}}
+
+    return GaGNetModule(cfg.to_dict())
+
+
+def _intrusive_scores(examples: list[dict[str, Any]], sample_rate: int) -> dict[str, float]:
+    """Mean WB-PESQ and STOI (%) of a few validation clips, with the noisy baseline."""
+    from .metrics.intrusive import pesq_wb, stoi
+
+    out: dict[str, float] = {}
+    for key in ("enhanced", "noisy"):
+        p = [pesq_wb(e["clean"], e[key]) for e in examples]
+        s = [stoi(e["clean"], e[key]) for e in examples]
+        p = [v for v in p if math.isfinite(v)]
+        suffix = "" if key == "enhanced" else "_noisy"
+        if p:
+            out[f"pesq_wb{suffix}"] = sum(p) / len(p)
+        out[f"stoi{suffix}"] = sum(s) / len(s)
+    return out
+
+
+def _log_media(logger: Any, examples: list[dict[str, Any]], sample_rate: int, step: int) -> None:
+    """Audio and before/after spectrogram images of validation clips to TensorBoard."""
+    exp = getattr(logger, "experiment", None)
+    if exp is None or not hasattr(exp, "add_audio"):
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    for i, e in enumerate(examples):
+        for key in ("noisy", "enhanced", "clean"):
+            exp.add_audio(f"val_{i}/{key}", torch.from_numpy(e[key]).unsqueeze(0), step, sample_rate)
+        fig, axes = plt.subplots(1, 3, figsize=(12, 3), sharey=True)
+        for ax, key in zip(axes, ("noisy", "enhanced", "clean")):
+            spec = np.abs(np.fft.rfft(_frames(e[key]), axis=-1)).T
+            ax.imshow(20 * np.log10(spec + 1e-6), origin="lower", aspect="auto", vmin=-80, vmax=20, cmap="magma",
+                      extent=(0, len(e[key]) / sample_rate, 0, sample_rate / 2000))
+            ax.set_title(key)
+            ax.set_xlabel("s")
+        axes[0].set_ylabel("kHz")
+        fig.tight_layout()
+        exp.add_figure(f"val_{i}/spectrograms", fig, step)
+        plt.close(fig)
+
+
+def _frames(x: Any, n: int = 512, hop: int = 128) -> Any:
+    import numpy as np
+
+    if len(x) < n:
+        x = np.pad(x, (0, n - len(x)))
+    idx = np.arange(0, len(x) - n + 1, hop)[:, None] + np.arange(n)[None, :]
+    return x[idx] * np.hanning(n)
+
+
+# --------------------------------------------------------------------------- data wiring
+def make_dataloaders(cfg: TrainConfig) -> tuple[DataLoader, DataLoader]:
+    """Training loader (on-the-fly mixing, step-ordered) and the fixed validation loader."""
+    from .data import MixingDataset, ValidationSet, collate, list_audio, split_holdout
+
+    sr = cfg.model_config().sample_rate
+    speech = list_audio(cfg.data.speech)
+    noise = list_audio(cfg.data.noise)
+    speech_train, speech_val = split_holdout(speech, cfg.data.holdout_fraction)
+    noise_train, noise_val = split_holdout(noise, cfg.data.holdout_fraction)
+    if not speech_val or not noise_val:  # tiny sets: validate on the training files rather than on nothing
+        speech_val, noise_val = speech_val or speech_train, noise_val or noise_train
+    log.info("speech: %d train / %d held out; noise: %d / %d", len(speech_train), len(speech_val),
+             len(noise_train), len(noise_val))
+    train_set = MixingDataset(speech_train, noise_train, cfg.data, sample_rate=sr)
+    val_set = ValidationSet(speech_val, noise_val, cfg.data, sample_rate=sr)
+    workers = cfg.data.num_workers
+    train = DataLoader(train_set, batch_size=cfg.batch_size, sampler=StepSampler(cfg.val_every_steps, cfg.batch_size),
+                       collate_fn=collate, num_workers=workers, persistent_workers=False, drop_last=True)
+    val = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate, num_workers=0)
+    return train, val
+
+
+# --------------------------------------------------------------------------- trainer
+def _atomic_checkpoint_io():
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        """Write to a temporary file, then rename: a killed run never leaves half a checkpoint."""
+
+        def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            torch.save(checkpoint, tmp)
+            os.replace(tmp, path)
+
+    return AtomicCheckpointIO()
+
+
+def _step_log_callback(path: Path):
+    import lightning as L
+
+    class StepLog(L.Callback):
+        """Appends (step, train loss, lr) to a CSV; a resumed run continues the same file."""
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if trainer.global_rank != 0:
+                return
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            lr = trainer.optimizers[0].param_groups[0]["lr"]
+            new = not path.exists()
+            with path.open("a", newline="") as f:
+                w = csv.writer(f)
+                if new:
+                    w.writerow(["step", "loss", "lr"])
+                w.writerow([trainer.global_step, f"{float(loss):.8g}", f"{lr:.6g}"])
+
+        def on_validation_end(self, trainer, pl_module) -> None:
+            if trainer.global_rank != 0 or trainer.sanity_checking:
+                return
+            vpath = path.with_name("val_log.csv")
+            new = not vpath.exists()
+            row = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+            with vpath.open("a", newline="") as f:
+                w = csv.writer(f)
+                keys = sorted(row)
+                if new:
+                    w.writerow(["step"] + keys)
+                w.writerow([trainer.global_step] + [f"{row[k]:.6g}" for k in keys])
+
+    return StepLog()
+
+
+def _export_callback(path: Path):
+    import lightning as L
+
+    class ExportWeights(L.Callback):
+        """Keeps ``model.pt`` (config + network weights, no optimiser) next to the checkpoints."""
+
+        def on_validation_end(self, trainer, pl_module) -> None:
+            if trainer.global_rank == 0 and not trainer.sanity_checking:
+                save_weights(pl_module.model.net, path)
+
+    return ExportWeights()
+
+
+def save_weights(net: GaGNet, path: Path) -> None:
+    """Save ``{"config": ..., "state_dict": ...}``: loadable with ``torch.load(weights_only=True)``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"config": net.cfg.to_dict(), "state_dict": net.state_dict()}, tmp)
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Run (or resume) training; returns the output folder."""
+    import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    out = Path(cfg.out_dir)
+    ckpt_dir = out / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    if not resume and last.exists():
+        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another out_dir")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    L.seed_everything(cfg.seed, workers=True)
+    module = make_module(cfg)
+    log.info("model %s: %s parameters", cfg.model, f"{count_parameters(module.model):,}")
+    train_dl, val_dl = make_dataloaders(cfg)
+    cuda = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
+    precision = cfg.precision if cfg.precision != "auto" else ("bf16-mixed" if cuda else "32-true")
+    trainer = L.Trainer(
+        max_steps=cfg.max_steps,
+        max_epochs=-1,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        precision=precision,
+        gradient_clip_val=cfg.grad_clip,
+        logger=TensorBoardLogger(str(out), name="tb", version=""),
+        callbacks=[
+            ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1,
+                            save_last=True, enable_version_counter=False),
+            LearningRateMonitor(logging_interval="step"),
+            _step_log_callback(out / "train_log.csv"),
+            _export_callback(out / "model.pt"),
+        ],
+        plugins=[_atomic_checkpoint_io()],
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=cfg.log_every_steps,
+        enable_progress_bar=True,
+    )
+    train_dl.sampler.step_fn = lambda: trainer.global_step
+    trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume and last.exists() else None)
+    return out
+
+
+# --------------------------------------------------------------------------- CLI
+def cmd_train(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_train_config(args.config, args.overrides)
+        train(cfg, resume=args.resume)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"gagnet train: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("train", help="train GaGNet from a YAML config (Lightning)")
+    p.add_argument("--config", required=True, help="YAML file, or a packaged config: paper, causal, smoke, shared")
+    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoints/last.ckpt")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. batch_size=4 data.snr_db=[0,10]")
+    p.set_defaults(func=cmd_train)

@@ -1,0 +1,133 @@
+"""Training: the smoke config learns, and a SIGKILLed run resumes exactly."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("lightning")
+
+from gagnet.train import StepSampler, load_train_config  # noqa: E402
+
+
+def _make_corpus(root: Path) -> tuple[Path, Path]:
+    """A few harmonic 'voices' with syllable-like envelopes, and a few noises."""
+    rng = np.random.default_rng(0)
+    sr = 16000
+    speech, noise = root / "speech", root / "noise"
+    speech.mkdir(parents=True)
+    noise.mkdir(parents=True)
+    t = np.arange(int(1.5 * sr)) / sr
+    for i in range(6):
+        f0 = 110 + 25 * i
+        voice = sum(np.sin(2 * np.pi * f0 * k * t * (1 + 0.05 * np.sin(2 * np.pi * 0.7 * t))) / k for k in range(1, 12))
+        env = np.clip(np.sin(2 * np.pi * (2 + 0.3 * i) * t), 0, None) ** 2
+        sf.write(speech / f"s{i}.wav", (0.2 * voice * env).astype(np.float32), sr, subtype="PCM_16")
+    for i in range(3):
+        n = rng.standard_normal(2 * sr)
+        if i == 1:
+            n = np.cumsum(n)
+            n -= np.convolve(n, np.ones(64) / 64, mode="same")
+        sf.write(noise / f"n{i}.wav", (0.1 * n / np.abs(n).max()).astype(np.float32), sr, subtype="PCM_16")
+    return speech, noise
+
+
+def _overrides(root: Path, out: str, **extra) -> list[str]:
+    speech, noise = root / "speech", root / "noise"
+    items = {"data.speech": f"[{speech}]", "data.noise": f"[{noise}]", "out_dir": str(root / out), "threads": 1}
+    items.update(extra)
+    return [f"{k}={v}" for k, v in items.items()]
+
+
+def _losses(path: Path) -> dict[int, float]:
+    out = {}
+    for r in csv.DictReader(path.open()):
+        try:  # a row cut by SIGKILL is skipped; a resumed step overwrites the killed one
+            out[int(r["step"])] = float(r["loss"])
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def _run(args: list[str], **kw) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "gagnet.cli", "train", "--config", "smoke", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, **kw)
+
+
+def test_step_sampler_walks_global_indices():
+    s = StepSampler(3, 2)
+    assert list(s) == [0, 1, 2, 3, 4, 5]
+    s.step_fn = lambda: 5  # resumed after 5 steps of 2 mixtures
+    assert list(s) == [10, 11, 12, 13, 14, 15]
+    s.world, s.rank = 2, 1  # second of two DDP ranks
+    assert list(s) == [21, 23, 25, 27, 29, 31]
+
+
+def test_config_overrides_and_errors(tmp_path):
+    cfg = load_train_config("smoke", ["data.snr_db=[1, 2]", "batch_size=3"])
+    assert cfg.data.snr_db == (1, 2) and cfg.batch_size == 3 and cfg.model == "tiny"
+    with pytest.raises(ValueError):
+        load_train_config("smoke", ["nonsense=1"])
+    with pytest.raises(FileNotFoundError):
+        load_train_config(tmp_path / "missing.yaml")
+
+
+def test_smoke_training_loss_falls(tmp_path):
+    _make_corpus(tmp_path)
+    p = _run(_overrides(tmp_path, "smoke"))
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err.decode()[-3000:]
+    losses = _losses(tmp_path / "smoke" / "train_log.csv")
+    steps = sorted(losses)
+    assert steps[-1] == 12
+    first = np.mean([losses[s] for s in steps[:3]])
+    last = np.mean([losses[s] for s in steps[-3:]])
+    assert last < 0.8 * first, (first, last)
+    out = tmp_path / "smoke"
+    assert (out / "checkpoints" / "last.ckpt").exists() and (out / "checkpoints" / "best.ckpt").exists()
+    assert (out / "model.pt").exists() and (out / "val_log.csv").exists()
+    assert any((out / "tb").glob("events.out.tfevents.*"))
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+    _make_corpus(tmp_path)
+    extra = {"max_steps": 8, "val_every_steps": 2}
+    ref = _run(_overrides(tmp_path, "ref", **extra))
+    _, err = ref.communicate(timeout=300)
+    assert ref.returncode == 0, err.decode()[-3000:]
+
+    victim = _run(_overrides(tmp_path, "cut", **extra))
+    last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while not last.exists() and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert victim.poll() is None, "the run finished before it could be killed"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    killed_log = _losses(tmp_path / "cut" / "train_log.csv")
+    assert max(killed_log) < 8
+
+    resumed = _run(["--resume", *_overrides(tmp_path, "cut", **extra)])
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err.decode()[-3000:]
+    a = _losses(tmp_path / "ref" / "train_log.csv")
+    b = _losses(tmp_path / "cut" / "train_log.csv")
+    assert sorted(a) == sorted(b) == list(range(1, 9))
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=1e-4, abs=1e-6), step
+
+
+def test_existing_run_needs_resume(tmp_path):
+    _make_corpus(tmp_path)
+    (tmp_path / "again" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "again" / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    p = _run(_overrides(tmp_path, "again"))
+    _, err = p.communicate(timeout=120)
+    assert p.returncode != 0 and b"--resume" in err
