@@ -8,4 +8,26 @@ from . import dsp
 from .model import GaGNet, WaveGaGNet, count_parameters
 
 __version__ = "0.1.0"
-__all__ = ["GaGNet", "GaGNetConfig", "PRESETS", "WaveGaGNet", "count_parameters", "get_config"]
+__all__ = [
+    "Enhancer",
+    "GaGNet",
+    "GaGNetConfig",
+    "PRESETS",
+    "StreamingEnhancer",
+    "WaveGaGNet",
+    "count_parameters",
+    "get_config",
+]
+
+
+def __getattr__(name: str):
+    # file handling needs the [audio] extra (soundfile, soxr): import it only when asked for
+    if name == "Enhancer":
+        from .enhance import Enhancer
+
+        return Enhancer
+    if name == "StreamingEnhancer":
+        from .streaming import StreamingEnhancer
+
+        return StreamingEnhancer
+    raise AttributeError(f"module 'gagnet' has no attribute {name!r}")

@@ -33,8 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_info)
 
-    from . import train
+    from . import enhance, evaluate, train
 
+    enhance.register(sub)
+    evaluate.register(sub)
     train.register(sub)
     return parser
 

@@ -31,7 +31,9 @@ class GaGNetConfig:
     kernels, ``unet_depths`` per encoder layer, ``c_end`` channels of the last gated
     conv (``c_end * 4 = d_feat`` for 161 bins), ``kd1``/``cd1`` kernel and channels of
     the dilated S-TCM convs, ``d_feat`` 1-D feature channels, ``p`` S-TCM groups per
-    block, ``q`` glance-gaze modules, ``dilations`` within a group.
+    block, ``q`` glance-gaze modules, ``dilations`` within a group. ``norm`` picks the
+    normalisation (see :mod:`gagnet.model.norm`); ``cin_prior`` is the number of
+    zero-mean, unit-variance pseudo-frames that condition the cumulative norm's first frames.
     """
 
     sample_rate: int = 16000
@@ -59,6 +61,7 @@ class GaGNetConfig:
     skip: str = "cat"
     norm: str = "in"
     norm_eps: float = 1e-5
+    cin_prior: float = 1.0
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
@@ -184,8 +187,8 @@ class TrainConfig:
     """A training run: model preset (and overrides), data, optimisation and trainer settings.
 
     The paper's recipe: Adam at ``lr`` 5e-4, gradient-norm clipping at ``grad_clip``, and
-    the rate halved (``plateau_factor``) after ``plateau_patience`` validations without a
-    better validation loss. ``val_every_steps`` steps make one epoch of the loop, so that
+    the rate halved (``plateau_factor``) once ``plateau_patience`` validations in a row
+    bring no better validation loss. ``val_every_steps`` steps make one epoch of the loop, so that
     every checkpoint sits on an epoch boundary and resumes exactly.
     """
 
@@ -210,6 +213,12 @@ class TrainConfig:
     seed: int = 0
     out_dir: str = "runs/gagnet"
     threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.plateau_patience < 1:
+            raise ValueError("plateau_patience must be at least 1")
+        if self.batch_size < 1 or self.val_every_steps < 1:
+            raise ValueError("batch_size and val_every_steps must be positive")
 
     def model_config(self) -> GaGNetConfig:
         return get_config(self.model, **self.model_overrides)

@@ -201,15 +201,11 @@ def summarize(rows: Sequence[dict[str, Any]], metrics: Sequence[str], prefix: st
 
 
 def _improvement(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict[str, dict[str, Any]]:
-    out = {}
-    for m in metrics:
-        diffs = [
-            r[m] - r[f"noisy_{m}"]
-            for r in rows
-            if r.get(m) is not None and r.get(f"noisy_{m}") is not None and np.isfinite(r[m]) and np.isfinite(r[f"noisy_{m}"])
-        ]
-        out[m] = _stats(diffs)
-    return out
+    """Per-file enhanced minus noisy, summarised like a metric (pairs with both values finite)."""
+    def diff(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else a - b
+
+    return {m: _stats(diff(r.get(m), r.get(f"noisy_{m}")) for r in rows) for m in metrics}
 
 
 def evaluate(
@@ -405,9 +401,8 @@ def make_plots(
         series = [("enhanced", "", "tab:blue")] + ([("noisy", "noisy_", "tab:gray")] if has_noisy else [])
         width = 0.8 / len(series)
         for j, (name, prefix, color) in enumerate(series):
-            data = [
-                [r[prefix + m] for r, lab in zip(rows, labels) if lab == b and np.isfinite(r[prefix + m])] for b in order
-            ]
+            values = [r[prefix + m] for r in rows]
+            data = [[v for v, lab in zip(values, labels) if lab == b and np.isfinite(v)] for b in order]
             pos = [k + (j - (len(series) - 1) / 2) * width for k in range(len(order))]
             keep = [(p, d) for p, d in zip(pos, data) if d]
             if keep:
@@ -484,7 +479,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     # module; when it exists it supplies the enhanced folder that --enhanced names here.
     p.add_argument("--enhanced", required=True, metavar="DIR", help="enhanced files to score")
     p.add_argument("--noisy", metavar="DIR", help="unprocessed noisy files (adds noisy and Δ columns)")
-    p.add_argument("--metrics", metavar="A,B,...", help=f"subset of: {','.join(METRICS)} (default: all)")
+    p.add_argument(
+        "--metrics", metavar="A,B,...", help=f"comma-separated subset of: {', '.join(METRICS)} (default: all)"
+    )
     p.add_argument("--workers", type=_positive_int, metavar="N", help="processes (default: CPU count)")
     p.add_argument("--json", metavar="OUT", help="write per-file values and summaries as JSON")
     p.add_argument("--csv", metavar="OUT", help="write per-file values as CSV")

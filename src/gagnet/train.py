@@ -68,14 +68,20 @@ class StepSampler(Sampler[int]):
     def __init__(self, steps: int, batch_size: int) -> None:
         self.steps, self.batch_size = steps, batch_size
         self.step_fn: Callable[[], int] = lambda: 0
+        self.rank: int | None = None  # read from torch.distributed at each epoch unless set
+        self.world: int | None = None
+
+    def _ranks(self) -> tuple[int, int]:
         ddp = dist.is_available() and dist.is_initialized()
-        self.rank = dist.get_rank() if ddp else 0
-        self.world = dist.get_world_size() if ddp else 1
+        rank = self.rank if self.rank is not None else (dist.get_rank() if ddp else 0)
+        world = self.world if self.world is not None else (dist.get_world_size() if ddp else 1)
+        return rank, world
 
     def __iter__(self) -> Iterator[int]:
-        base = self.step_fn() * self.batch_size * self.world
+        rank, world = self._ranks()
+        base = self.step_fn() * self.batch_size * world
         log.debug("sampler starts at global step %d (mixture %d)", self.step_fn(), base)
-        return iter(range(base + self.rank, base + self.world * len(self), self.world))
+        return iter(range(base + rank, base + world * len(self), world))
 
     def __len__(self) -> int:
         return self.steps * self.batch_size
@@ -133,7 +139,8 @@ def make_module(cfg: TrainConfig):
         def configure_optimizers(self):
             opt = torch.optim.Adam(self.parameters(), lr=self.cfg.lr)
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                opt, mode="min", factor=self.cfg.plateau_factor, patience=self.cfg.plateau_patience,
+                # torch counts the bad validations it tolerates; ours counts the ones that trigger
+                opt, mode="min", factor=self.cfg.plateau_factor, patience=self.cfg.plateau_patience - 1,
                 min_lr=self.cfg.min_lr,
             )
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss", "interval": "epoch"}}
@@ -348,9 +355,71 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def plot_curves(run_dir: str | Path, out_png: str | Path) -> Path:
+    """Training loss (smoothed) and validation loss / PESQ of a run folder, as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    run = Path(run_dir)
+    train_rows = [r for r in csv.DictReader((run / "train_log.csv").open()) if r.get("loss")]
+    steps = {}
+    for r in train_rows:  # a resumed step replaces the one a crash cut short
+        try:
+            steps[int(r["step"])] = float(r["loss"])
+        except ValueError:
+            continue
+    x = np.array(sorted(steps))
+    y = np.array([steps[s] for s in x])
+    k = max(1, len(y) // 50)
+    smooth = np.convolve(y, np.ones(k) / k, mode="valid")
+    fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
+    ax[0].plot(x, y, color="0.8", lw=0.6, label="train (per step)")
+    ax[0].plot(x[k - 1:], smooth, color="C0", label=f"train (mean of {k})")
+    vpath = run / "val_log.csv"
+    if vpath.exists():
+        val = list(csv.DictReader(vpath.open()))
+        vx = [int(r["step"]) for r in val]
+        ax[0].plot(vx, [float(r["val/loss"]) for r in val], "o-", color="C3", label="validation")
+        if val and "val/pesq_wb" in val[0]:
+            ax[1].plot(vx, [float(r["val/pesq_wb"]) for r in val], "o-", color="C2", label="enhanced")
+            if "val/pesq_wb_noisy" in val[0]:
+                ax[1].plot(vx, [float(r["val/pesq_wb_noisy"]) for r in val], "--", color="0.5", label="noisy")
+            ax[1].legend()
+    ax[0].set_xlabel("step")
+    ax[0].set_ylabel("loss")
+    ax[0].set_yscale("log")
+    ax[0].legend()
+    ax[1].set_xlabel("step")
+    ax[1].set_ylabel("WB-PESQ (validation clips)")
+    fig.suptitle(f"training run {run.name}")
+    fig.tight_layout()
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def cmd_curves(args: argparse.Namespace) -> int:
+    try:
+        print(plot_curves(args.run, args.output))
+    except FileNotFoundError as e:
+        print(f"gagnet curves: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("train", help="train GaGNet from a YAML config (Lightning)")
     p.add_argument("--config", required=True, help="YAML file, or a packaged config: paper, causal, smoke, shared")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoints/last.ckpt")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. batch_size=4 data.snr_db=[0,10]")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("curves", help="plot the loss and validation curves of a training run")
+    p.add_argument("run", help="the run's out_dir")
+    p.add_argument("-o", "--output", default="curves.png", help="PNG to write")
+    p.set_defaults(func=cmd_curves)

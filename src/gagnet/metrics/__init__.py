@@ -1,19 +1,15 @@
 """Speech-enhancement metrics and :func:`score`, which computes any subset of them for a pair.
 
-Metric names, in report order (:data:`METRICS`):
+Metric names, in report order (:data:`METRICS`), with the value for identical signals:
 
-=============  ===============================================================  =====
-name           meaning                                                          best
-=============  ===============================================================  =====
-pesq_wb        wide-band PESQ, P.862.2 MOS-LQO                                  4.644
-pesq_nb        narrow-band PESQ, P.862.1 MOS-LQO                                4.549
-stoi           STOI, percent                                                    100
-estoi          extended STOI, percent                                           100
-si_sdr         scale-invariant SDR, dB (capped at 156.5 for identical signals)
-ssnr           segmental SNR, dB, frames limited to [-10, 35]                   35
-csig/cbak/covl Hu and Loizou composite measures (WB-PESQ inside), [1, 5]        5
-dnsmos_*       DNSMOS P.835 sig/bak/ovrl and P.808 of the enhanced signal only
-=============  ===============================================================  =====
+* ``pesq_wb``: wide-band PESQ, P.862.2 MOS-LQO (4.644 with pesq 0.0.4)
+* ``pesq_nb``: narrow-band PESQ, P.862.1 MOS-LQO (4.549)
+* ``stoi``, ``estoi``: STOI and extended STOI in percent (100)
+* ``si_sdr``: scale-invariant SDR in dB (capped at 156.5 dB)
+* ``ssnr``: segmental SNR in dB, frames limited to [-10, 35] (35)
+* ``csig``, ``cbak``, ``covl``: Hu and Loizou composite measures with WB-PESQ inside, [1, 5] (5)
+* ``dnsmos_sig``, ``dnsmos_bak``, ``dnsmos_ovrl``, ``dnsmos_p808``: DNSMOS of the enhanced
+  signal alone (non-intrusive)
 
 Undefined values: a clean reference that is silent or constant makes :func:`score` raise
 ``ValueError`` (unless only the non-intrusive DNSMOS metrics are asked for). A metric that is
@@ -23,7 +19,8 @@ one) is NaN with a logged warning; summaries skip NaN and report how many values
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -105,9 +102,9 @@ def score(
     if intrusive and np.ptp(c) == 0.0:
         raise ValueError("clean reference is silent or constant: intrusive metrics are undefined")
 
-    cache: dict[str, object] = {}
+    cache: dict[str, Any] = {}
 
-    def get(key: str, fn):
+    def get(key: str, fn: Callable[[], Any]) -> Any:
         if key not in cache:
             cache[key] = fn()
         return cache[key]
@@ -120,15 +117,17 @@ def score(
         "si_sdr": lambda: _intrusive.si_sdr(c, e),
         "ssnr": lambda: _composite.ssnr(c, e),
     }
+
+    def composite_values() -> dict[str, float]:
+        pesq, seg = get("pesq_wb", simple["pesq_wb"]), get("ssnr", simple["ssnr"])
+        return _composite.composite_from_measures(pesq, _composite.llr(c, e), _composite.wss(c, e), seg)
+
     out: dict[str, float] = {}
     for name in names:
         if name in simple:
             out[name] = get(name, simple[name])
         elif name in COMPOSITE:
-            comp = get("composite", lambda: _composite.composite_from_measures(
-                get("pesq_wb", simple["pesq_wb"]), _composite.llr(c, e), _composite.wss(c, e), get("ssnr", simple["ssnr"])
-            ))
-            out[name] = comp[name]
+            out[name] = get("composite", composite_values)[name]
         else:
             out[name] = get("dnsmos", lambda: _dnsmos.dnsmos(e))[name]
     return {m: float(out[m]) for m in names}

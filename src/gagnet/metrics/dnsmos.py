@@ -14,8 +14,10 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,14 +34,24 @@ _POLY_SIG = (-0.08397278, 1.22083953, 0.0052439)
 _POLY_BAK = (-0.13166888, 1.60915514, -0.39604546)
 _POLY_OVRL = (-0.06766283, 1.11546468, 0.04602535)
 _num_threads = 0  # 0: onnxruntime's default
+_state: dict[str, Any] = {"pid": None, "sessions": None}
+# Sessions inherited through fork() are never used or destroyed in the child: their thread
+# pools do not exist there, and destroying them waits for those threads forever.
+_orphans: list[Any] = []
+
+
+def _drop_sessions() -> None:
+    if _state["sessions"] is not None and _state["pid"] != os.getpid():
+        _orphans.append(_state["sessions"])
+    _state["sessions"] = None
 
 
 def set_num_threads(n: int) -> None:
-    """Intra-op threads for the ONNX sessions (call before first use, e.g. in a pool worker)."""
+    """Intra-op threads for the ONNX sessions (0: onnxruntime's default), e.g. 1 in pool workers."""
     global _num_threads
-    if n != _num_threads:
+    if int(n) != _num_threads:
         _num_threads = int(n)
-        _sessions.cache_clear()
+        _drop_sessions()
 
 
 def model_dir() -> Path:
@@ -53,19 +65,23 @@ def model_dir() -> Path:
     return path
 
 
-@lru_cache(maxsize=1)
-def _sessions():
-    import onnxruntime as ort
+def _sessions() -> tuple[Any, Any]:
+    """The (P.835, P.808) inference sessions of this process, created on first use."""
+    if _state["pid"] != os.getpid():
+        _drop_sessions()
+    if _state["sessions"] is None:
+        import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    if _num_threads > 0:
-        opts.intra_op_num_threads = _num_threads
-        opts.inter_op_num_threads = 1
-    path = model_dir()
-    providers = ["CPUExecutionProvider"]
-    p835 = ort.InferenceSession(str(path / "sig_bak_ovr.onnx"), opts, providers=providers)
-    p808 = ort.InferenceSession(str(path / "model_v8.onnx"), opts, providers=providers)
-    return p835, p808
+        opts = ort.SessionOptions()
+        if _num_threads > 0:
+            opts.intra_op_num_threads = _num_threads
+            opts.inter_op_num_threads = 1
+        path = model_dir()
+        providers = ["CPUExecutionProvider"]
+        p835 = ort.InferenceSession(str(path / "sig_bak_ovr.onnx"), opts, providers=providers)
+        p808 = ort.InferenceSession(str(path / "model_v8.onnx"), opts, providers=providers)
+        _state.update(pid=os.getpid(), sessions=(p835, p808))
+    return _state["sessions"]
 
 
 def _hz_to_mel(f: np.ndarray) -> np.ndarray:

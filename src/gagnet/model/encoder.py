@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import GaGNetConfig
 from .norm import make_norm
+from .timepad import CausalTimePad
 
 
 class GatedConv2d(nn.Module):
@@ -24,13 +24,11 @@ class GatedConv2d(nn.Module):
 
     def __init__(self, cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int] = (1, 2)) -> None:
         super().__init__()
-        self.time_pad = kernel[0] - 1
+        self.pad = CausalTimePad(kernel[0] - 1)
         self.conv = nn.Conv2d(cin, 2 * cout, kernel, stride)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.time_pad:
-            x = F.pad(x, (0, 0, self.time_pad, 0))
-        a, b = self.conv(x).chunk(2, dim=1)
+        a, b = self.conv(self.pad(x)).chunk(2, dim=1)
         return a * torch.sigmoid(b)
 
 
@@ -40,7 +38,7 @@ class ConvBlock(nn.Module):
     def __init__(self, layer: nn.Module, channels: int, cfg: GaGNetConfig) -> None:
         super().__init__()
         self.conv = layer
-        self.norm = make_norm(cfg.norm, channels, dims=2, eps=cfg.norm_eps)
+        self.norm = make_norm(cfg.norm, channels, dims=2, eps=cfg.norm_eps, prior=cfg.cin_prior)
         self.act = nn.PReLU(channels)
 
     def forward(self, x: Tensor) -> Tensor:

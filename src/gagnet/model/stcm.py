@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import GaGNetConfig
 from .norm import make_norm
+from .timepad import CausalTimePad
 
 
 class SqueezedTCM(nn.Module):
@@ -20,18 +20,19 @@ class SqueezedTCM(nn.Module):
         super().__init__()
         self.dilation = dilation
         span = (cfg.kd1 - 1) * dilation
-        self.pad = (span, 0) if cfg.causal_conv else (span // 2, span // 2)
+        # causal: a streamable pad; otherwise centred zero padding (offline only)
+        self.pad = CausalTimePad(span) if cfg.causal_conv else nn.ConstantPad1d((span // 2, span // 2), 0.0)
         self.squeeze = nn.Conv1d(cfg.d_feat, cfg.cd1, 1, bias=False)
         self.act1 = nn.PReLU(cfg.cd1)
-        self.norm1 = make_norm(cfg.norm, cfg.cd1, dims=1, eps=cfg.norm_eps)
+        self.norm1 = make_norm(cfg.norm, cfg.cd1, dims=1, eps=cfg.norm_eps, prior=cfg.cin_prior)
         self.dconv = nn.Conv1d(cfg.cd1, cfg.cd1, cfg.kd1, dilation=dilation, bias=False)
         self.act2 = nn.PReLU(cfg.cd1)
-        self.norm2 = make_norm(cfg.norm, cfg.cd1, dims=1, eps=cfg.norm_eps)
+        self.norm2 = make_norm(cfg.norm, cfg.cd1, dims=1, eps=cfg.norm_eps, prior=cfg.cin_prior)
         self.expand = nn.Conv1d(cfg.cd1, cfg.d_feat, 1, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.norm1(self.act1(self.squeeze(x)))
-        h = self.dconv(F.pad(h, self.pad))
+        h = self.dconv(self.pad(h))
         h = self.norm2(self.act2(h))
         return x + self.expand(h)
 

@@ -1,0 +1,248 @@
+"""The streaming twin of :class:`~gagnet.model.wave.WaveGaGNet`.
+
+A causal GaGNet keeps three kinds of state between calls: the past frames of every causal
+convolution (:class:`~gagnet.model.timepad.CausalTimePad`), the running statistics of the
+cumulative instance norms, and the STFT input buffer and iSTFT overlap. With those carried,
+a signal fed in chunks of any size gives the offline output, delayed by
+``latency_samples`` (one window, 20 ms for the paper's STFT).
+
+For configurations that are not causal (the published instance norm), long signals are
+processed in overlapping blocks instead (:class:`OverlapBlockProcessor`).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from . import dsp
+from .model.gagnet import GaGNet
+from .model.wave import WaveGaGNet
+
+log = logging.getLogger(__name__)
+
+
+class NotCausalError(ValueError):
+    """Raised when a configuration that looks at the future is asked to stream."""
+
+
+def _stateful(net: nn.Module) -> Iterator[nn.Module]:
+    return (m for m in net.modules() if hasattr(m, "streaming") and hasattr(m, "cache"))
+
+
+def set_streaming(net: nn.Module, on: bool) -> None:
+    """Switch every stateful layer of ``net`` into (or out of) streaming mode, clearing its state."""
+    for m in _stateful(net):
+        m.streaming = on
+        m.cache = None
+
+
+def get_state(net: nn.Module) -> list[Tensor | None]:
+    """The carried state of every stateful layer, in module order."""
+    return [m.cache for m in _stateful(net)]
+
+
+def set_state(net: nn.Module, state: list[Tensor | None]) -> None:
+    """Load a state taken with :func:`get_state`."""
+    layers = list(_stateful(net))
+    if len(layers) != len(state):
+        raise ValueError(f"state has {len(state)} entries, the network {len(layers)}")
+    for m, s in zip(layers, state):
+        m.cache = s
+
+
+class StreamingEnhancer:
+    """Frame-synchronous, stateful enhancement of a 16 kHz mono stream.
+
+    ``process(chunk)`` takes any number of samples (1 to millions) and returns exactly as
+    many: the offline output delayed by ``latency_samples`` (the first ``latency_samples``
+    samples of the stream are zeros). ``flush()`` returns the last ``latency_samples``
+    samples, so the concatenated output, from sample ``latency_samples`` on, equals
+    offline processing of the whole input. ``reset()`` starts a new stream.
+    Chunks may be numpy arrays or torch tensors (1-D); outputs are of the same kind.
+    """
+
+    def __init__(self, model: WaveGaGNet | GaGNet, device: str | torch.device = "cpu") -> None:
+        net = model.net if isinstance(model, WaveGaGNet) else model
+        cfg = net.cfg
+        if not cfg.causal:
+            raise NotCausalError(
+                f"config {cfg.name!r} (norm={cfg.norm!r}, causal_conv={cfg.causal_conv}) looks at future frames "
+                "and cannot stream; use a causal configuration such as 'causal'"
+            )
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.net = copy.deepcopy(net).to(self.device).eval()
+        self.latency_samples = cfg.latency_samples
+        w = dsp.window(cfg, self.device)
+        self._win = w
+        self._env = (w * w).reshape(2, cfg.hop_length).sum(0) if cfg.n_fft == 2 * cfg.hop_length else None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: a new stream starts."""
+        cfg = self.cfg
+        set_streaming(self.net, True)
+        self._inbuf = torch.zeros(cfg.win_length - cfg.hop_length, device=self.device)  # causal left pad
+        self._ola = torch.zeros(cfg.n_fft - cfg.hop_length, device=self.device)
+        self._ready: list[Tensor] = [torch.zeros(self.latency_samples, device=self.device)]
+        self._ready_len = self.latency_samples
+        self._skip = cfg.win_length - cfg.hop_length  # padded positions before the first real sample
+        self._seen = 0
+        self._given = 0
+        self._frames = 0
+
+    # -- frames --------------------------------------------------------------------------
+    @torch.no_grad()
+    def _run_frames(self, n_frames: int) -> None:
+        """Analyse ``n_frames`` frames from the input buffer, enhance and overlap-add them."""
+        cfg = self.cfg
+        hop, n_fft = cfg.hop_length, cfg.n_fft
+        frames = self._inbuf[: (n_frames - 1) * hop + n_fft].unfold(0, n_fft, hop)  # (k, n_fft)
+        self._inbuf = self._inbuf[n_frames * hop :]
+        spec = torch.fft.rfft(frames * self._win, dim=-1).T.unsqueeze(0)  # (1, F, k)
+        est = self.net(dsp.compress(spec, cfg.compress))[-1]
+        out = torch.fft.irfft(dsp.decompress(est, cfg.compress)[0].T, n=n_fft, dim=-1) * self._win  # (k, n_fft)
+        ola = dsp.overlap_add(out.unsqueeze(0), hop)[0]
+        ola[: self._ola.numel()] += self._ola
+        done, self._ola = ola[: n_frames * hop], ola[n_frames * hop :].clone()
+        if self._env is not None:
+            done = done / self._env.repeat(n_frames)
+        else:  # general window/hop: divide by the summed squared windows
+            env = dsp.overlap_add((self._win * self._win).expand(1, n_frames + 2, -1), hop)[0]
+            done = done / env[n_fft - hop : n_fft - hop + n_frames * hop].clamp_min(1e-8)
+        if self._skip:
+            cut = min(self._skip, done.numel())
+            done, self._skip = done[cut:], self._skip - cut
+        self._ready.append(done)
+        self._ready_len += done.numel()
+        self._frames += n_frames
+
+    def _take(self, n: int) -> Tensor:
+        ready = torch.cat(self._ready) if len(self._ready) > 1 else self._ready[0]
+        out, rest = ready[:n], ready[n:]
+        self._ready, self._ready_len = [rest], rest.numel()
+        return out
+
+    # -- public --------------------------------------------------------------------------
+    def process(self, chunk: np.ndarray | Tensor) -> np.ndarray | Tensor:
+        """Feed samples; get the same number of (delayed) enhanced samples back."""
+        is_np = not isinstance(chunk, Tensor)
+        x = torch.as_tensor(np.asarray(chunk, dtype=np.float32) if is_np else chunk, device=self.device).float()
+        if x.dim() != 1:
+            raise ValueError(f"expected a 1-D chunk of samples, got shape {tuple(x.shape)}")
+        self._inbuf = torch.cat((self._inbuf, x))
+        self._seen += x.numel()
+        avail = (self._inbuf.numel() - self.cfg.n_fft) // self.cfg.hop_length + 1
+        if avail > 0:
+            self._run_frames(avail)
+        out = self._take(x.numel())
+        self._given += out.numel()
+        return out.cpu().numpy() if is_np else out
+
+    def flush(self, as_numpy: bool = True) -> np.ndarray | Tensor:
+        """Finish the stream: the remaining ``latency_samples`` samples of output."""
+        cfg = self.cfg
+        need = cfg.frames(self._seen) - self._frames
+        if need > 0:
+            want = (need - 1) * cfg.hop_length + cfg.n_fft
+            self._inbuf = torch.cat((self._inbuf, self._inbuf.new_zeros(max(0, want - self._inbuf.numel()))))
+            self._run_frames(need)
+        out = self._take(self._seen + self.latency_samples - self._given)
+        self._given += out.numel()
+        return out.cpu().numpy() if as_numpy else out
+
+
+class DelayCompensated:
+    """Wraps a processor with a fixed delay so that outputs line up with inputs.
+
+    ``process`` returns whatever is ready (possibly fewer samples at the start), and
+    ``flush`` the rest; all outputs together have exactly the input's length.
+    """
+
+    def __init__(self, inner: StreamingEnhancer) -> None:
+        self.inner = inner
+        self._drop = inner.latency_samples
+
+    def process(self, chunk: np.ndarray) -> np.ndarray:
+        out = self.inner.process(chunk)
+        if self._drop:
+            cut = min(self._drop, len(out))
+            out, self._drop = out[cut:], self._drop - cut
+        return out
+
+    def flush(self) -> np.ndarray:
+        out = self.inner.flush()
+        if self._drop:
+            cut = min(self._drop, len(out))
+            out, self._drop = out[cut:], self._drop - cut
+        return out
+
+
+class OverlapBlockProcessor:
+    """Bounded-memory processing for non-causal models: overlapping blocks, cross-faded.
+
+    Blocks of ``block_seconds`` are enhanced offline with ``overlap_seconds`` of shared
+    context on each side, and joined with a linear cross-fade inside the overlap. Inputs
+    and outputs are 16 kHz float32 numpy arrays; all outputs together have the input's length.
+    """
+
+    def __init__(self, model: WaveGaGNet, block_seconds: float = 30.0, overlap_seconds: float = 1.0,
+                 device: str | torch.device = "cpu") -> None:
+        sr = model.cfg.sample_rate
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self.block = int(block_seconds * sr)
+        self.overlap = min(int(overlap_seconds * sr), self.block // 2)
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._tail: np.ndarray | None = None  # enhanced overlap region awaiting the next block
+        self._started = False
+
+    @torch.no_grad()
+    def _enhance(self, x: np.ndarray) -> np.ndarray:
+        return self.model(torch.from_numpy(np.ascontiguousarray(x)).to(self.device)).cpu().numpy()
+
+    def _emit(self, final: bool) -> np.ndarray:
+        out = []
+        ov = self.overlap
+        while len(self._buf) >= self.block + ov or (final and len(self._buf) > 0):
+            seg = self._buf[: self.block + ov] if not final else self._buf
+            y = self._enhance(seg)
+            if self._tail is not None:
+                n = min(ov, len(y), len(self._tail))
+                fade = np.linspace(0.0, 1.0, n + 2, dtype=np.float32)[1:-1]
+                y[:n] = self._tail[:n] * (1 - fade) + y[:n] * fade
+            if final and len(seg) == len(self._buf):
+                out.append(y)
+                self._buf = self._buf[:0]
+                self._tail = None
+                break
+            keep = len(seg) - ov  # the last `ov` samples are redone by the next block
+            out.append(y[:keep])
+            self._tail = y[keep:]
+            self._buf = self._buf[keep:]
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+    def process(self, chunk: np.ndarray) -> np.ndarray:
+        self._buf = np.concatenate((self._buf, np.asarray(chunk, dtype=np.float32)))
+        return self._emit(final=False)
+
+    def flush(self) -> np.ndarray:
+        return self._emit(final=True)
+
+
+def make_block_processor(model: WaveGaGNet, block_seconds: float = 30.0, device: str | torch.device = "cpu"):
+    """A processor with ``process(chunk) -> ready`` and ``flush() -> rest`` for long signals.
+
+    Causal models stream with carried state (identical to whole-signal processing);
+    others use :class:`OverlapBlockProcessor`. All outputs together have the input's length.
+    """
+    if model.cfg.causal:
+        return DelayCompensated(StreamingEnhancer(model, device))
+    log.info("config %r is not causal: processing in overlapping %.0f s blocks", model.cfg.name, block_seconds)
+    return OverlapBlockProcessor(model, block_seconds, device=device)
