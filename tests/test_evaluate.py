@@ -227,6 +227,80 @@ def test_cli_unmatched_exits_2(dataset, capsys):
     assert "clean_fileid_1" in capsys.readouterr().err
 
 
+@pytest.fixture
+def model_set(tmp_path):
+    """A tiny random model (gagnet.train.save_weights) and 2 short clean/noisy pairs, one in a sub-folder."""
+    import torch
+
+    from gagnet.config import get_config
+    from gagnet.model import GaGNet
+    from gagnet.train import save_weights
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "model.pt"
+    save_weights(GaGNet(get_config("tiny")), ckpt)
+    for i, sub in enumerate(("", "sub")):
+        for side in ("clean", "noisy"):
+            (tmp_path / side / sub).mkdir(parents=True, exist_ok=True)
+        x = speech_like(seconds=0.6, seed=i)
+        sf.write(tmp_path / "clean" / sub / f"clean_fileid_{i}.wav", x, FS)
+        sf.write(tmp_path / "noisy" / sub / f"noisy_snr5_fileid_{i}.wav", x + noise(x.size, 0.03, i), FS)
+    return {"model": ckpt, "clean": tmp_path / "clean", "noisy": tmp_path / "noisy"}
+
+
+def test_cli_model_enhances_into_folder_then_scores(model_set, tmp_path, capsys):
+    out = tmp_path / "out" / "enhanced"
+    args = _parser().parse_args([
+        "evaluate", "--clean", str(model_set["clean"]), "--noisy", str(model_set["noisy"]),
+        "--model", str(model_set["model"]), "--enhanced", str(out), "--metrics", "si_sdr,ssnr",
+        "--workers", "1", "--no-progress", "--json", str(tmp_path / "o.json"),
+    ])
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    assert "noisy (mean" in text and "Δ enhanced − noisy" in text
+    names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.wav"))
+    assert names == ["noisy_snr5_fileid_0.wav", "sub/noisy_snr5_fileid_1.wav"]
+    r = json.loads((tmp_path / "o.json").read_text())
+    assert r["model"] == str(model_set["model"]) and r["n_files"] == 2 and not r["errors"]
+    assert r["summary"]["si_sdr"]["n"] == 2 and r["improvement"]["ssnr"]["n"] == 2
+
+
+def test_cli_model_uses_a_removed_temporary_folder(model_set, tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    ns = argparse.Namespace(clean=str(model_set["clean"]), noisy=str(model_set["noisy"]), enhanced=None,
+                            model=str(model_set["model"]), metrics="ssnr", workers=1, json=None, csv=None,
+                            plots=None, no_progress=True)
+    assert ev.cmd_evaluate(ns) == 0
+    assert "ssnr" in capsys.readouterr().out
+    assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["--model", "x.pt"], "--model needs --noisy"),
+    ([], "give --enhanced DIR, or --model"),
+])
+def test_cli_model_usage_errors_exit_2(model_set, capsys, argv, expected):
+    args = _parser().parse_args(["evaluate", "--clean", str(model_set["clean"]), "--no-progress", *argv])
+    assert ev.cmd_evaluate(args) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cli_model_missing_file_and_clashing_folder_exit_2(model_set, capsys):
+    base = ["evaluate", "--clean", str(model_set["clean"]), "--noisy", str(model_set["noisy"]), "--no-progress"]
+    args = _parser().parse_args(base + ["--model", str(model_set["noisy"].parent / "nope.pt")])
+    assert ev.cmd_evaluate(args) == 2
+    assert "no such model file" in capsys.readouterr().err
+    args = _parser().parse_args(base + ["--model", str(model_set["model"]), "--enhanced", str(model_set["noisy"])])
+    assert ev.cmd_evaluate(args) == 2
+    err = capsys.readouterr().err
+    assert "must be outside the noisy folder" in err and err.count("\n") == 1
+
+
 # ------------------------------------------------------------------ project data (optional)
 @pytest.mark.skipif(not DEV.is_dir() or not os.environ.get("GAGNET_DEV_EVAL"),
                     reason="set GAGNET_DEV_EVAL=1 with shared/data present (about 2 minutes)")

@@ -34,10 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     from . import enhance, evaluate, train
+    from .data import synthetic
 
     enhance.register(sub)
     evaluate.register(sub)
     train.register(sub)
+    synthetic.register(sub)
     return parser
 
 

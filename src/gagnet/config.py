@@ -189,7 +189,8 @@ class TrainConfig:
     The paper's recipe: Adam at ``lr`` 5e-4, gradient-norm clipping at ``grad_clip``, and
     the rate halved (``plateau_factor``) once ``plateau_patience`` validations in a row
     bring no better validation loss. ``val_every_steps`` steps make one epoch of the loop, so that
-    every checkpoint sits on an epoch boundary and resumes exactly.
+    every checkpoint sits on an epoch boundary and resumes exactly. ``init_weights`` starts
+    a new run from the network weights of a ``model.pt`` or checkpoint (fine-tuning).
     """
 
     model: str = "causal"
@@ -213,6 +214,7 @@ class TrainConfig:
     seed: int = 0
     out_dir: str = "runs/gagnet"
     threads: int = 0
+    init_weights: str | None = None
 
     def __post_init__(self) -> None:
         if self.plateau_patience < 1:

@@ -475,9 +475,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "DNSMOS); with --noisy also the unprocessed input and the improvement.",
     )
     p.add_argument("--clean", required=True, metavar="DIR", help="clean reference files")
-    # A --model option (enhance the noisy files first, then score) belongs to the inference
-    # module; when it exists it supplies the enhanced folder that --enhanced names here.
-    p.add_argument("--enhanced", required=True, metavar="DIR", help="enhanced files to score")
+    p.add_argument("--model", metavar="NAME|PATH",
+                   help="enhance every --noisy file with this model first (shipped name, or a model.pt / .ckpt "
+                   "from gagnet train), then score the results")
+    p.add_argument("--enhanced", metavar="DIR",
+                   help="enhanced files to score; with --model, the folder the enhanced files are written to "
+                   "(created; default: a temporary folder, removed afterwards)")
     p.add_argument("--noisy", metavar="DIR", help="unprocessed noisy files (adds noisy and Δ columns)")
     p.add_argument(
         "--metrics", metavar="A,B,...", help=f"comma-separated subset of: {', '.join(METRICS)} (default: all)"
@@ -491,29 +494,107 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def _nested(a: Path, b: Path) -> bool:
+    """True when folders ``a`` and ``b`` are the same or one lies inside the other."""
+    a, b = a.resolve(), b.resolve()
+    return a == b or a in b.parents or b in a.parents
+
+
+def enhance_folder(model: str, noisy_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                   progress: bool = True) -> list[Path]:
+    """Enhance every audio file of ``noisy_dir`` with ``model`` into ``out_dir``, keeping relative paths.
+
+    ``model`` is a shipped model name or a model file (:func:`gagnet.pretrained.load_model`).
+    Existing outputs are replaced. Raises ``ValueError`` (one line) when the model cannot be
+    loaded or a file cannot be enhanced; returns the written paths.
+    """
+    from tqdm import tqdm
+
+    from .enhance import Enhancer
+
+    noisy = _scan(noisy_dir, "noisy")
+    out = Path(out_dir)
+    if _nested(out, Path(noisy_dir)):
+        raise ValueError(f"the enhanced folder {out} must be outside the noisy folder {noisy_dir} and not contain it")
+    inputs = frozenset(p.resolve() for p in noisy.values())
+    enhancer = Enhancer.from_pretrained(model)  # ModelError is a one-line ValueError
+    written: list[Path] = []
+    failed: list[str] = []
+    root = Path(noisy_dir)
+    for src in tqdm(list(noisy.values()), desc="enhance", unit="file", disable=not progress):
+        dst = out / src.relative_to(root)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        report = enhancer.enhance_file(src, dst, overwrite=True, protect=inputs)
+        if report.status != "done":
+            failed.append(report.message or str(src))
+        else:
+            written.append(report.dst)
+    if failed:
+        raise ValueError(f"could not enhance {len(failed)} of {len(noisy)} file(s) (first: {failed[0]})")
+    return written
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Run :func:`evaluate` for parsed arguments and print the table; 2 on bad input."""
+    """Run :func:`evaluate` for parsed arguments and print the table; 2 on bad input.
+
+    With ``--model`` the ``--noisy`` files are enhanced first (into ``--enhanced`` when given,
+    else into a temporary folder removed afterwards) and the results are scored.
+    """
+    import contextlib
+    import tempfile
+
+    model = getattr(args, "model", None)
+    noisy_dir = getattr(args, "noisy", None)
     try:
+        if model is not None and noisy_dir is None:
+            raise ValueError("--model needs --noisy DIR (the files to enhance)")
+        if model is None and getattr(args, "enhanced", None) is None:
+            raise ValueError("give --enhanced DIR, or --model NAME|PATH with --noisy DIR")
         metrics = parse_metrics(args.metrics) if getattr(args, "metrics", None) else None
-        enhanced_dir = args.enhanced
-        result = evaluate(
-            args.clean,
-            enhanced_dir,
-            noisy_dir=getattr(args, "noisy", None),
-            metrics=metrics,
-            workers=getattr(args, "workers", None),
-            progress=not getattr(args, "no_progress", False),
-        )
-        if result["n_files"] == len(result["errors"]):
-            raise ValueError(f"no file could be scored (first error: {result['errors'][0]['error']})")
-        print(format_summary(result))
-        if getattr(args, "json", None):
-            write_json(result, args.json)
-        if getattr(args, "csv", None):
-            write_csv(result, args.csv)
-        if getattr(args, "plots", None):
-            make_plots(result, args.plots, args.clean, enhanced_dir, getattr(args, "noisy", None))
+        progress = not getattr(args, "no_progress", False)
+        with contextlib.ExitStack() as stack:
+            enhanced_dir = args.enhanced
+            if model is not None:
+                _, lone_clean, lone_noisy = _match(_scan(args.clean, "clean"), _scan(noisy_dir, "noisy"))
+                if lone_clean or lone_noisy:  # fail before the (slow) enhancement
+                    raise ValueError(
+                        f"unmatched files: {len(lone_clean)} clean file(s) without a match in {noisy_dir}"
+                        + (f" ({_listing(lone_clean)})" if lone_clean else "")
+                        + f", {len(lone_noisy)} noisy file(s) without a match in {args.clean}"
+                        + (f" ({_listing(lone_noisy)})" if lone_noisy else "")
+                    )
+                if enhanced_dir is not None and _nested(Path(enhanced_dir), Path(args.clean)):
+                    raise ValueError(f"--enhanced {enhanced_dir} must be outside the clean folder {args.clean} "
+                                     "and not contain it")
+                if enhanced_dir is None:
+                    enhanced_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="gagnet-evaluate-"))
+                else:
+                    try:
+                        Path(enhanced_dir).mkdir(parents=True, exist_ok=True)
+                    except (FileExistsError, NotADirectoryError):
+                        raise ValueError(f"--enhanced {enhanced_dir}: cannot create the folder (a file is in the way)")
+                enhance_folder(model, noisy_dir, enhanced_dir, progress=progress)
+            result = evaluate(
+                args.clean,
+                enhanced_dir,
+                noisy_dir=noisy_dir,
+                metrics=metrics,
+                workers=getattr(args, "workers", None),
+                progress=progress,
+            )
+            if model is not None:
+                result["model"] = str(model)
+                result["enhanced_dir"] = None if args.enhanced is None else str(args.enhanced)
+            if result["n_files"] == len(result["errors"]):
+                raise ValueError(f"no file could be scored (first error: {result['errors'][0]['error']})")
+            print(format_summary(result))
+            if getattr(args, "json", None):
+                write_json(result, args.json)
+            if getattr(args, "csv", None):
+                write_csv(result, args.csv)
+            if getattr(args, "plots", None):
+                make_plots(result, args.plots, args.clean, enhanced_dir, noisy_dir)
     except (ValueError, OSError) as err:
-        print(f"gagnet evaluate: error: {err}", file=sys.stderr)
+        print(f"gagnet evaluate: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     return 0

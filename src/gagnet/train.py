@@ -312,6 +312,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     L.seed_everything(cfg.seed, workers=True)
     module = make_module(cfg)
+    if cfg.init_weights and not (resume and last.exists()):
+        from .pretrained import load_model
+
+        source = load_model(cfg.init_weights)
+        module.model.net.load_state_dict(source.net.state_dict())
+        log.info("initialised from %s", cfg.init_weights)
     log.info("model %s: %s parameters", cfg.model, f"{count_parameters(module.model):,}")
     train_dl, val_dl = make_dataloaders(cfg)
     cuda = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
