@@ -11,7 +11,9 @@ For each model, :func:`benchmark` reports
   streaming real-time factor;
 * the peak resident memory of enhancing a generated 60 s, 16 kHz wav file with
   :meth:`gagnet.enhance.Enhancer.enhance_file` in a fresh process, and that process's resident
-  memory just after importing and building the model, so the increment is visible.
+  memory just after importing and building the model, so the increment is visible;
+* how many CPUs other processes (and the hypervisor) took on average while the timings ran
+  (``/proc/stat`` minus this process's own CPU time): timings on a busy machine say so.
 
 How the peak memory is measured. Linux keeps, in a process's ``ru_maxrss``, the high-water mark
 of the memory it had before ``exec``: a child started from this (large) process would report at
@@ -38,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import GaGNetConfig, get_config, PRESETS
+from .config import PRESETS, GaGNetConfig, get_config
 from .model import GaGNet, WaveGaGNet
 
 #: Timed offline runs (after one warm-up run); the median is reported.
@@ -47,6 +49,8 @@ OFFLINE_RUNS = 3
 STREAM_WARMUP_HOPS = 20
 #: Length of the generated file of the memory probe, in seconds.
 MEMORY_SECONDS = 60.0
+#: Average CPUs used by other processes while timing above which the table warns.
+BUSY_CPUS = 0.1
 #: Wall-clock limit of the memory probe, in seconds.
 MEMORY_TIMEOUT = 900.0
 
@@ -143,12 +147,82 @@ def _noise(n: int, seed: int = 0) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- timing
+def _system_busy_seconds() -> tuple[float, float] | None:
+    """(busy, stolen) CPU-seconds of all CPUs since boot: busy counts user, nice, system, irq,
+    softirq and the time the hypervisor gave to other machines (steal); None when unknown."""
+    try:
+        with open("/proc/stat") as fh:
+            f = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    steal = f[7] if len(f) > 7 else 0
+    tick = os.sysconf("SC_CLK_TCK")
+    return (f[0] + f[1] + f[2] + f[5] + f[6] + steal) / tick, steal / tick
+
+
+class _Interference:
+    """How much CPU other processes (and the hypervisor) took while this one was being timed.
+
+    ``with monitor:`` blocks add up wall time, busy CPU time of the whole system and this
+    process's own CPU time; :attr:`cpus` is the average number of CPUs the rest used.
+    """
+
+    def __init__(self) -> None:
+        self.wall = self.busy = self.own = self.stolen = 0.0
+        self.known = True
+
+    def __enter__(self) -> "_Interference":
+        self._t = (time.perf_counter(), _system_busy_seconds(), sum(os.times()[:2]))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        t0, b0, o0 = self._t
+        b1 = _system_busy_seconds()
+        self.wall += time.perf_counter() - t0
+        self.own += sum(os.times()[:2]) - o0
+        if b0 is None or b1 is None:
+            self.known = False
+        else:
+            self.busy += b1[0] - b0[0]
+            self.stolen += b1[1] - b0[1]
+
+    @property
+    def cpus(self) -> float | None:
+        """Average CPUs taken by other processes and the hypervisor while timing."""
+        if not self.known or self.wall <= 0:
+            return None
+        return max(0.0, (self.busy - self.own) / self.wall)
+
+    @property
+    def stolen_cpus(self) -> float | None:
+        """The part of :attr:`cpus` the hypervisor gave to other machines (steal time)."""
+        if not self.known or self.wall <= 0:
+            return None
+        return max(0.0, self.stolen / self.wall)
+
+
+#: Collects the interference of the timings of the running :func:`benchmark` (None outside it).
+_monitor: _Interference | None = None
+
+
+class _timed:
+    """``with _timed():`` counts the block in the running benchmark's interference monitor."""
+
+    def __enter__(self) -> None:
+        if _monitor is not None:
+            _monitor.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        if _monitor is not None:
+            _monitor.__exit__(*exc)
+
+
 def offline_rtf(model: WaveGaGNet, seconds: float, threads: int, runs: int = OFFLINE_RUNS) -> dict[str, Any]:
     """Median real-time factor of ``model`` on ``seconds`` of noise with ``threads`` threads."""
     n = max(1, int(round(seconds * model.cfg.sample_rate)))
     x = _noise(n).unsqueeze(0)
     times = []
-    with _threads(threads), torch.inference_mode():
+    with _threads(threads), torch.inference_mode(), _timed():
         model(x)  # warm-up
         for _ in range(max(1, runs)):
             t0 = time.perf_counter()
@@ -169,7 +243,7 @@ def streaming_stats(model: WaveGaGNet, seconds: float, threads: int = 1) -> dict
     x = _noise(n_hops * hop, seed=1).numpy()
     chunks = [np.ascontiguousarray(x[i * hop : (i + 1) * hop]) for i in range(n_hops)]
     times = np.empty(n_hops)
-    with _threads(threads), torch.inference_mode():
+    with _threads(threads), torch.inference_mode(), _timed():
         stream = StreamingEnhancer(model)
         for c in chunks[:STREAM_WARMUP_HOPS]:  # warm-up, then a fresh stream is timed
             stream.process(c)
@@ -338,8 +412,16 @@ def benchmark(cfg_or_model: Any, seconds: float = 10.0, memory: bool = True, *,
     info = machine_info()
     info["threads"] = sorted({1, n_all})
 
-    one = offline_rtf(model, seconds, 1, runs)
-    every = one if n_all == 1 else offline_rtf(model, seconds, n_all, runs)
+    global _monitor
+    _monitor = monitor = _Interference()
+    try:
+        one = offline_rtf(model, seconds, 1, runs)
+        every = one if n_all == 1 else offline_rtf(model, seconds, n_all, runs)
+        streaming = streaming_stats(model, seconds, threads=1) if cfg.causal else None
+    finally:
+        _monitor = None
+    info["other_load_cpus"] = monitor.cpus
+    info["stolen_cpus"] = monitor.stolen_cpus
     result: dict[str, Any] = {
         "model": name,
         "checkpoint": checkpoint,
@@ -355,7 +437,7 @@ def benchmark(cfg_or_model: Any, seconds: float = 10.0, memory: bool = True, *,
             "rtf_all_threads": every["rtf"],
             "threads_all": n_all,
         },
-        "streaming": streaming_stats(model, seconds, threads=1) if cfg.causal else None,
+        "streaming": streaming,
         "memory": peak_memory(model, checkpoint, memory_seconds) if memory else None,
         "machine": info,
     }
@@ -385,8 +467,9 @@ def format_table(rows: list[dict[str, Any]] | dict[str, Any]) -> str:
             ("algorithmic latency", lat),
             ("offline real-time factor, 1 thread",
              f"{off['rtf_1_thread']:.3f}  ({off['seconds']:g} s noise, median of {off['runs']} runs)"),
-            (f"offline real-time factor, {n_all} thread{'s' if n_all != 1 else ''}", f"{off['rtf_all_threads']:.3f}"),
         ]
+        if n_all != 1:
+            items.append((f"offline real-time factor, {n_all} threads", f"{off['rtf_all_threads']:.3f}"))
         s = r["streaming"]
         if s is None:
             items += [("streaming ms per 10 ms hop, 1 thread", "n/a (not causal)"),
@@ -397,6 +480,13 @@ def format_table(rows: list[dict[str, Any]] | dict[str, Any]) -> str:
                  f"mean {s['ms_per_hop_mean']:.2f}, p95 {s['ms_per_hop_p95']:.2f}  ({s['hops']} hops)"),
                 ("streaming real-time factor, 1 thread", f"{s['rtf']:.3f}"),
             ]
+        load = r.get("machine", {}).get("other_load_cpus")
+        if load is not None:
+            stolen = r["machine"].get("stolen_cpus") or 0.0
+            note = "quiet" if load < BUSY_CPUS else "others competed: timings are pessimistic"
+            if stolen >= 0.01:
+                note = f"{stolen:.2f} of it stolen by the hypervisor; {note}"
+            items.append(("CPU taken by others while timing", f"{load:.2f} CPUs on average ({note})"))
         m = r["memory"]
         if m is None:
             items.append(("peak memory", "not measured"))
@@ -410,6 +500,17 @@ def format_table(rows: list[dict[str, Any]] | dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------- command line
+def _jsonable(obj: Any) -> Any:
+    """``obj`` with NaN and infinities as None (strict JSON)."""
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def _err(msg: str) -> None:
     print(f"gagnet benchmark: error: {_one_line(msg)}", file=sys.stderr)
 
@@ -445,7 +546,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         if getattr(args, "json", None):
             out = Path(args.json)
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(rows, indent=2) + "\n")
+            out.write_text(json.dumps(_jsonable(rows), indent=2, allow_nan=False) + "\n")
     except (ValueError, OSError, BenchmarkError, TypeError) as e:  # ModelError is a ValueError
         _err(str(e))
         return 2

@@ -21,6 +21,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from . import dsp
+from .config import GaGNetConfig
 from .model.gagnet import GaGNet
 from .model.wave import WaveGaGNet
 
@@ -69,7 +70,17 @@ class StreamingEnhancer:
 
     def __init__(self, model: WaveGaGNet | GaGNet, device: str | torch.device = "cpu") -> None:
         net = model.net if isinstance(model, WaveGaGNet) else model
-        cfg = net.cfg
+        self._setup(net.cfg, device)
+        self.net = copy.deepcopy(net).to(self.device).eval()
+        self.reset()
+
+    def _setup(self, cfg: GaGNetConfig, device: str | torch.device, delay_frames: int = 0) -> None:
+        """Signal-path settings, shared with subclasses that run the network elsewhere (ONNX).
+
+        ``delay_frames``: whole frames by which :meth:`_estimate` returns its estimates late
+        (a network run on blocks of frames); they add to ``latency_samples`` and are drained
+        by :meth:`flush`.
+        """
         if not cfg.causal:
             raise NotCausalError(
                 f"config {cfg.name!r} (norm={cfg.norm!r}, causal_conv={cfg.causal_conv}) looks at future frames "
@@ -77,22 +88,31 @@ class StreamingEnhancer:
             )
         self.cfg = cfg
         self.device = torch.device(device)
-        self.net = copy.deepcopy(net).to(self.device).eval()
-        self.latency_samples = cfg.latency_samples
+        self._delay_frames = delay_frames
+        self.latency_samples = cfg.latency_samples + delay_frames * cfg.hop_length
         w = dsp.window(cfg, self.device)
         self._win = w
         self._env = (w * w).reshape(2, cfg.hop_length).sum(0) if cfg.n_fft == 2 * cfg.hop_length else None
-        self.reset()
+
+    # -- the network: the only part subclasses replace ---------------------------------------
+    def _reset_net(self) -> None:
+        """Clear the network's carried state."""
+        set_streaming(self.net, True)
+
+    def _estimate(self, spec: Tensor) -> Tensor:
+        """Compressed noisy (1, 2, F, k) -> last-stage estimate (1, 2, F, k), state carried."""
+        return self.net(spec)[-1]
 
     def reset(self) -> None:
         """Forget everything: a new stream starts."""
         cfg = self.cfg
-        set_streaming(self.net, True)
+        self._reset_net()
         self._inbuf = torch.zeros(cfg.win_length - cfg.hop_length, device=self.device)  # causal left pad
         self._ola = torch.zeros(cfg.n_fft - cfg.hop_length, device=self.device)
         self._ready: list[Tensor] = [torch.zeros(self.latency_samples, device=self.device)]
         self._ready_len = self.latency_samples
-        self._skip = cfg.win_length - cfg.hop_length  # padded positions before the first real sample
+        # padded positions before the first real sample (and the frames of the estimates' delay)
+        self._skip = cfg.win_length - cfg.hop_length + self._delay_frames * cfg.hop_length
         self._seen = 0
         self._given = 0
         self._frames = 0
@@ -106,7 +126,7 @@ class StreamingEnhancer:
         frames = self._inbuf[: (n_frames - 1) * hop + n_fft].unfold(0, n_fft, hop)  # (k, n_fft)
         self._inbuf = self._inbuf[n_frames * hop :]
         spec = torch.fft.rfft(frames * self._win, dim=-1).T.unsqueeze(0)  # (1, F, k)
-        est = self.net(dsp.compress(spec, cfg.compress))[-1]
+        est = self._estimate(dsp.compress(spec, cfg.compress))
         out = torch.fft.irfft(dsp.decompress(est, cfg.compress)[0].T, n=n_fft, dim=-1) * self._win  # (k, n_fft)
         ola = dsp.overlap_add(out.unsqueeze(0), hop)[0]
         ola[: self._ola.numel()] += self._ola
@@ -148,7 +168,7 @@ class StreamingEnhancer:
     def flush(self, as_numpy: bool = True) -> np.ndarray | Tensor:
         """Finish the stream: the remaining ``latency_samples`` samples of output."""
         cfg = self.cfg
-        need = cfg.frames(self._seen) - self._frames
+        need = cfg.frames(self._seen) + self._delay_frames - self._frames
         if need > 0:
             want = (need - 1) * cfg.hop_length + cfg.n_fft
             self._inbuf = torch.cat((self._inbuf, self._inbuf.new_zeros(max(0, want - self._inbuf.numel()))))

@@ -1,0 +1,472 @@
+"""ONNX export of GaGNet: an offline graph and a single-step streaming graph, and their runners.
+
+Both graphs are **spectrum in, spectrum out**. They hold the network only; the STFT, the
+power compression and the iSTFT stay on the host (numpy/torch, :mod:`gagnet.dsp`), because
+ONNX's STFT/DFT support differs across runtimes and versions, and the host-side signal path
+is tiny next to the network (about 1 % of the work).
+
+* :func:`export_offline` -- input ``spec`` (B, 2, F, T) compressed real/imag noisy spectrum
+  (F = 161 for the paper's STFT; batch and frames dynamic), output ``estimate``
+  (B, 2, F, T), the last stage. :class:`OnnxOfflineEnhancer` runs it on waves.
+* :func:`export_streaming` -- causal configurations only: input ``spec`` (1, 2, F, k) with
+  ``k = frames_per_step`` (or any k when exported with ``frames_per_step=None``) and one input
+  ``state_i`` per carried state tensor; outputs ``estimate`` (1, 2, F, k) and ``new_state_i``.
+  All state is explicit: feed the ``new_state_i`` of one call as the ``state_i`` of the next,
+  starting from zeros (:func:`initial_state`). The states are the past frames of every causal
+  convolution, float32 (1, C, span[, F']), and the running (count, sum, sum of squares) of
+  every cumulative instance norm, float64 (1, C, 3): float64 exports and runs in ONNX
+  Runtime, so it is kept, and long streams stay exact as in PyTorch.
+  :class:`OnnxStreamingEnhancer` is :class:`~gagnet.streaming.StreamingEnhancer` with the
+  network call replaced by the ONNX step: same framing, overlap-add, ``process``/``flush``/
+  ``reset`` and ``latency_samples`` (one window, plus ``k - 1`` hops when ``k > 1`` frames
+  must be gathered before a step can run).
+
+Every exported file carries its configuration in the ONNX metadata (``gagnet.config``, JSON),
+so the runners need nothing but the file. The graphs are traced with torch's TorchScript
+exporter (``dynamo=False``), which needs no ``onnxscript``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from . import dsp
+from .config import PRESETS, GaGNetConfig
+from .model.gagnet import GaGNet
+from .model.wave import WaveGaGNet
+from .streaming import NotCausalError, StreamingEnhancer, get_state, set_state, set_streaming
+
+log = logging.getLogger(__name__)
+
+#: ONNX metadata keys written by the exporters.
+META_GRAPH = "gagnet.graph"  # "offline" or "streaming"
+META_CONFIG = "gagnet.config"  # GaGNetConfig.to_dict() as JSON
+META_FRAMES = "gagnet.frames_per_step"  # an integer, or "dynamic"
+META_LATENCY = "gagnet.latency_samples"
+
+DEFAULT_OPSET = 17
+
+
+class ExportError(ValueError):
+    """A graph that cannot be exported or a file that is not a gagnet ONNX graph (one line)."""
+
+
+# --------------------------------------------------------------------------- modules traced
+def _gagnet(model: WaveGaGNet | GaGNet) -> GaGNet:
+    if isinstance(model, WaveGaGNet):
+        return model.net
+    if isinstance(model, GaGNet):
+        return model
+    raise TypeError(f"expected a WaveGaGNet or GaGNet, got {type(model).__name__}")
+
+
+class _OfflineGraph(nn.Module):
+    """Compressed spectrum -> last-stage estimate, no state."""
+
+    def __init__(self, net: GaGNet) -> None:
+        super().__init__()
+        self.net = copy.deepcopy(net).eval()
+        set_streaming(self.net, False)
+
+    def forward(self, spec: Tensor) -> Tensor:
+        return self.net(spec)[-1]
+
+
+def _probe_state(net: GaGNet) -> tuple[int, list[int], list[Tensor]]:
+    """Run one dummy frame through a streaming copy of ``net``.
+
+    Returns the number of stateful layers, the indices of those that carry a state (a
+    zero-span pad keeps none) and zero tensors of the shapes and dtypes of their states.
+    """
+    probe = copy.deepcopy(net).eval()
+    set_streaming(probe, True)
+    with torch.no_grad():
+        probe(torch.zeros(1, 2, net.cfg.n_freq, 1))
+    state = get_state(probe)
+    slots = [i for i, s in enumerate(state) if s is not None]
+    return len(state), slots, [torch.zeros_like(state[i]) for i in slots]
+
+
+class _StepGraph(nn.Module):
+    """One streaming step with explicit state: (spec, *state) -> (estimate, *new_state)."""
+
+    def __init__(self, net: GaGNet) -> None:
+        super().__init__()
+        self.n_layers, self.slots, self.zeros = _probe_state(net)
+        self.net = copy.deepcopy(net).eval()
+        set_streaming(self.net, True)
+
+    def forward(self, spec: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        full: list[Tensor | None] = [None] * self.n_layers
+        for i, s in zip(self.slots, state):
+            full[i] = s
+        set_state(self.net, full)  # each layer's .cache comes from the graph inputs
+        est = self.net(spec)[-1]
+        new = get_state(self.net)
+        set_state(self.net, [None] * self.n_layers)
+        return (est, *(new[i] for i in self.slots))
+
+
+# --------------------------------------------------------------------------- export
+def _write(module: nn.Module, args: tuple[Tensor, ...], path: str | os.PathLike, opset: int,
+           input_names: list[str], output_names: list[str], dynamic_axes: dict[str, dict[int, str]] | None,
+           meta: dict[str, str]) -> Path:
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # legacy-exporter deprecation and constant-folding notes
+            torch.onnx.export(
+                module, args, str(tmp), dynamo=False, opset_version=opset, input_names=input_names,
+                output_names=output_names, dynamic_axes=dynamic_axes, do_constant_folding=True,
+            )
+        proto = onnx.load(str(tmp))
+        onnx.helper.set_model_props(proto, meta)
+        proto.doc_string = "GaGNet speech enhancement, spectrum in / spectrum out (see gagnet.export)"
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def export_offline(model: WaveGaGNet | GaGNet, path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> Path:
+    """Write the network as an ONNX graph on compressed spectra; returns the path.
+
+    Input ``spec`` (B, 2, F, T) -- ``dsp.compress(dsp.stft(wave))``, F = ``cfg.n_freq`` --
+    and output ``estimate`` (B, 2, F, T), the last stage; B and T are dynamic. The STFT,
+    compression and iSTFT are not in the graph (see :class:`OnnxOfflineEnhancer`). Any
+    configuration exports, causal or not.
+    """
+    net = _gagnet(model)
+    cfg = net.cfg
+    example = torch.zeros(1, 2, cfg.n_freq, 16)
+    meta = {META_GRAPH: "offline", META_CONFIG: json.dumps(cfg.to_dict())}
+    return _write(_OfflineGraph(net), (example,), path, opset, ["spec"], ["estimate"],
+                  {"spec": {0: "batch", 3: "frames"}, "estimate": {0: "batch", 3: "frames"}}, meta)
+
+
+def export_streaming(model: WaveGaGNet | GaGNet, path: str | os.PathLike, frames_per_step: int | None = 1,
+                     opset: int = DEFAULT_OPSET) -> Path:
+    """Write one streaming step of a causal network as an ONNX graph with explicit state.
+
+    Inputs ``spec`` (1, 2, F, ``frames_per_step``) and ``state_0`` ... ``state_{n-1}``;
+    outputs ``estimate`` (1, 2, F, ``frames_per_step``) and ``new_state_0`` ... (same shapes
+    and dtypes as the inputs). ``frames_per_step=None`` leaves the frame axis dynamic (any
+    number of frames per call). Start from :func:`initial_state`. Raises
+    :class:`~gagnet.streaming.NotCausalError` for configurations that look at the future.
+    """
+    net = _gagnet(model)
+    cfg = net.cfg
+    if not cfg.causal:
+        raise NotCausalError(
+            f"config {cfg.name!r} (norm={cfg.norm!r}, causal_conv={cfg.causal_conv}) looks at future frames "
+            "and cannot stream; export it with export_offline, or use a causal configuration such as 'causal'"
+        )
+    if frames_per_step is not None and (int(frames_per_step) != frames_per_step or frames_per_step < 1):
+        raise ValueError(f"frames_per_step must be a positive integer or None, got {frames_per_step!r}")
+    step = _StepGraph(net)
+    k = 1 if frames_per_step is None else int(frames_per_step)
+    n = len(step.zeros)
+    inputs = ["spec"] + [f"state_{i}" for i in range(n)]
+    outputs = ["estimate"] + [f"new_state_{i}" for i in range(n)]
+    dynamic = {"spec": {3: "frames"}, "estimate": {3: "frames"}} if frames_per_step is None else None
+    delay = 0 if frames_per_step is None else k - 1
+    meta = {
+        META_GRAPH: "streaming",
+        META_CONFIG: json.dumps(cfg.to_dict()),
+        META_FRAMES: "dynamic" if frames_per_step is None else str(k),
+        META_LATENCY: str(cfg.latency_samples + delay * cfg.hop_length),
+    }
+    example = (torch.zeros(1, 2, cfg.n_freq, k), *step.zeros)
+    return _write(step, example, path, opset, inputs, outputs, dynamic, meta)
+
+
+# --------------------------------------------------------------------------- runtime
+_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64}
+
+
+def make_session(path: str | os.PathLike, threads: int | None = None, profile: bool = False) -> Any:
+    """An ONNX Runtime CPU session; ``threads`` sets the intra-op thread count (None: ORT's default)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+    if profile:
+        opts.enable_profiling = True
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise ExportError(f"{path}: cannot load the ONNX graph ({' '.join(str(e).split())[:200]})") from None
+
+
+def _as_session(source: Any, threads: int | None) -> Any:
+    return make_session(source, threads) if isinstance(source, (str, os.PathLike)) else source
+
+
+def _meta(session: Any, want: str) -> tuple[GaGNetConfig, dict[str, str]]:
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    graph = meta.get(META_GRAPH)
+    if graph is None or META_CONFIG not in meta:
+        raise ExportError("not a gagnet ONNX graph (no gagnet.config metadata); export it with gagnet.export")
+    if graph != want:
+        raise ExportError(f"this is a gagnet {graph} graph, a {want} graph is needed")
+    try:
+        cfg = GaGNetConfig.from_dict(json.loads(meta[META_CONFIG]))
+    except (TypeError, ValueError) as e:
+        raise ExportError(f"invalid gagnet.config metadata ({e})") from None
+    return cfg, meta
+
+
+def initial_state(source: str | os.PathLike | WaveGaGNet | GaGNet | Any) -> list[np.ndarray]:
+    """Zero states for the streaming graph: one array per ``state_i`` input, in order.
+
+    ``source``: an exported streaming graph (path or onnxruntime session; shapes and dtypes
+    are read from its inputs) or the PyTorch model it was exported from.
+    """
+    if isinstance(source, (WaveGaGNet, GaGNet)):
+        return [z.numpy() for z in _probe_state(_gagnet(source))[2]]
+    session = _as_session(source, None)
+    out = []
+    for inp in session.get_inputs():
+        if not inp.name.startswith("state_"):
+            continue
+        if not all(isinstance(d, int) for d in inp.shape) or inp.type not in _ORT_DTYPES:
+            raise ExportError(f"state input {inp.name} has no fixed shape and float type ({inp.shape}, {inp.type})")
+        out.append(np.zeros(inp.shape, dtype=_ORT_DTYPES[inp.type]))
+    return out
+
+
+class OnnxOfflineEnhancer:
+    """Run an :func:`export_offline` graph on 16 kHz waves.
+
+    The STFT, compression, inverse compression and iSTFT run on the host with the
+    functions of :mod:`gagnet.dsp` (torch tensors), exactly as :class:`~gagnet.model.WaveGaGNet`.
+    """
+
+    def __init__(self, path: str | os.PathLike | Any, threads: int | None = None) -> None:
+        self.session = _as_session(path, threads)
+        self.cfg, _ = _meta(self.session, "offline")
+
+    def estimate(self, spec: np.ndarray) -> np.ndarray:
+        """Compressed (B, 2, F, T) float32 -> last-stage estimate, same shape."""
+        return self.session.run(["estimate"], {"spec": np.ascontiguousarray(spec, dtype=np.float32)})[0]
+
+    def enhance(self, wave: np.ndarray) -> np.ndarray:
+        """(N,) or (B, N) 16 kHz float32 -> enhanced, same shape and length."""
+        x = torch.as_tensor(np.asarray(wave, dtype=np.float32))
+        squeeze = x.dim() == 1
+        if squeeze:
+            x = x.unsqueeze(0)
+        if x.dim() != 2:
+            raise ValueError(f"expected (samples,) or (batch, samples), got shape {tuple(x.shape)}")
+        cfg = self.cfg
+        spec = dsp.compress(dsp.stft(x, cfg), cfg.compress)
+        est = torch.from_numpy(self.estimate(spec.numpy()))
+        y = dsp.istft(dsp.decompress(est, cfg.compress), cfg, x.shape[-1]).numpy()
+        return y[0] if squeeze else y
+
+
+class OnnxStreamingEnhancer(StreamingEnhancer):
+    """:class:`~gagnet.streaming.StreamingEnhancer` whose network is an :func:`export_streaming` graph.
+
+    Same interface and output (within float tolerance): ``process(chunk)`` returns as many
+    samples as it gets, delayed by ``latency_samples``; ``flush()`` the rest; ``reset()``
+    starts anew. Framing and overlap-add are inherited; only the network call is replaced.
+    ``source`` is a path or an onnxruntime session (share one between channels);
+    ``threads`` sets ONNX Runtime's intra-op threads when a path is given.
+
+    A graph with a fixed ``frames_per_step = k > 1`` runs once k frames have arrived, so
+    ``latency_samples`` grows by ``(k - 1)`` hops; a dynamic graph runs whatever is ready.
+    State and I/O buffers are bound once (ONNX Runtime I/O binding, two state sets used in
+    turn), so a step allocates nothing.
+    """
+
+    def __init__(self, source: str | os.PathLike | Any, threads: int | None = None) -> None:
+        self.session = _as_session(source, threads)
+        cfg, meta = _meta(self.session, "streaming")
+        spec_in = next(i for i in self.session.get_inputs() if i.name == "spec")
+        k = spec_in.shape[3]
+        self.frames_per_step: int | None = k if isinstance(k, int) else None
+        self._zeros = initial_state(self.session)
+        self._state_names = [i.name for i in self.session.get_inputs() if i.name.startswith("state_")]
+        if meta.get(META_FRAMES) not in (None, "dynamic" if self.frames_per_step is None else str(k)):
+            raise ExportError(f"frames_per_step metadata {meta.get(META_FRAMES)!r} does not match the graph ({k})")
+        self._setup(cfg, "cpu", delay_frames=0 if self.frames_per_step is None else self.frames_per_step - 1)
+        self._bind()
+        self.reset()
+
+    # -- I/O binding: two sets of state buffers used in turn, spec/estimate buffers fixed ----
+    def _bind(self) -> None:
+        import onnxruntime as ort
+
+        f = self.cfg.n_freq
+        k = self.frames_per_step or 1
+        self._sets = [[np.zeros_like(z) for z in self._zeros] for _ in range(2)]
+        self._spec = np.zeros((1, 2, f, k), np.float32)
+        self._est = np.zeros((1, 2, f, k), np.float32)
+        self._bindings = []
+        for parity in range(2):
+            b = self.session.io_binding()
+            ins, outs = self._sets[parity], self._sets[1 - parity]
+            if self.frames_per_step is not None:
+                b.bind_ortvalue_input("spec", ort.OrtValue.ortvalue_from_numpy(self._spec))
+                b.bind_ortvalue_output("estimate", ort.OrtValue.ortvalue_from_numpy(self._est))
+            for i, name in enumerate(self._state_names):
+                b.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(ins[i]))
+                b.bind_ortvalue_output("new_" + name, ort.OrtValue.ortvalue_from_numpy(outs[i]))
+            self._bindings.append(b)
+        self._parity = 0
+
+    def _step(self, spec: np.ndarray) -> np.ndarray:
+        """Run the graph once on (1, 2, F, k) and advance the state; returns the estimate."""
+        b = self._bindings[self._parity]
+        if self.frames_per_step is None:  # frame count changes from call to call
+            import onnxruntime as ort
+
+            est = np.empty(spec.shape, np.float32)
+            b.bind_ortvalue_input("spec", ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(spec)))
+            b.bind_ortvalue_output("estimate", ort.OrtValue.ortvalue_from_numpy(est))
+        else:
+            self._spec[...] = spec
+            est = self._est
+        self.session.run_with_iobinding(b)
+        self._parity = 1 - self._parity
+        return est.copy() if est is self._est else est
+
+    @property
+    def state(self) -> list[np.ndarray]:
+        """The current carried state (copies), as fed to ``state_i`` on the next step."""
+        return [s.copy() for s in self._sets[self._parity]]
+
+    # -- the StreamingEnhancer hooks --------------------------------------------------------
+    def _reset_net(self) -> None:
+        for buf in self._sets[0] + self._sets[1]:
+            buf.fill(0)
+        self._parity = 0
+        f = self.cfg.n_freq
+        self._pending = np.zeros((1, 2, f, 0), np.float32)  # frames waiting for a full step
+        self._queue = np.zeros((1, 2, f, self._delay_frames), np.float32)  # estimates not yet handed out
+
+    def _estimate(self, spec: Tensor) -> Tensor:
+        x = spec.detach().cpu().numpy()
+        if self.frames_per_step is None:
+            return torch.from_numpy(self._step(x))
+        n, k = x.shape[3], self.frames_per_step
+        pending = np.concatenate((self._pending, x), axis=3) if self._pending.shape[3] else x
+        outs = [self._queue] if self._queue.shape[3] else []
+        done = 0
+        while pending.shape[3] - done >= k:
+            outs.append(self._step(pending[..., done : done + k]))
+            done += k
+        self._pending = pending[..., done:]
+        ready = np.concatenate(outs, axis=3) if len(outs) > 1 else outs[0]
+        self._queue = ready[..., n:]
+        return torch.from_numpy(np.ascontiguousarray(ready[..., :n]))
+
+
+# --------------------------------------------------------------------------- CLI
+def _err(msg: str) -> None:
+    print(f"gagnet export: {' '.join(str(msg).split())}", file=sys.stderr)
+
+
+def load_for_cli(model: str | None, config: str | None, command: str) -> WaveGaGNet:
+    """The model named by ``--model`` or, with random weights, by an explicit ``--config``.
+
+    Raises ``ValueError`` (one line) when neither works.
+    """
+    from .pretrained import ModelError, load_model
+
+    if model is not None and config is not None:
+        raise ValueError("give either --model or --config, not both")
+    if config is not None:
+        if config not in PRESETS:
+            raise ValueError(f"--config {config}: unknown; choose from {', '.join(sorted(PRESETS))}")
+        print(f"gagnet {command}: warning: --config {config} gives a network with RANDOM weights "
+              "(for testing and timing only); pass --model for a trained one", file=sys.stderr)
+        return WaveGaGNet(config).eval()
+    try:
+        return load_model(model)
+    except ModelError as e:
+        raise ValueError(str(e)) from None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``gagnet export``: 0 on success, 2 on any error (one line on stderr)."""
+    try:
+        if args.frames_per_step < 0:
+            raise ValueError(f"--frames-per-step must be 0 (any) or positive, got {args.frames_per_step}")
+        if args.frames_per_step != 1 and not args.streaming:
+            raise ValueError("--frames-per-step applies to --streaming graphs only")
+        model = load_for_cli(args.model, args.config, "export")
+        out = Path(os.path.expanduser(args.onnx))
+        if out.is_dir():
+            raise ValueError(f"--onnx {out}: is a folder; give a file name such as model.onnx")
+        if args.streaming:
+            k = args.frames_per_step or None
+            export_streaming(model, out, frames_per_step=k, opset=args.opset)
+            n_state = len(initial_state(model))
+            lat = model.cfg.latency_samples + (0 if k is None else k - 1) * model.cfg.hop_length
+            what = (f"streaming step, {'any number of' if k is None else k} frame(s) per call, {n_state} state "
+                    f"tensors, latency {lat} samples ({1000 * lat / model.cfg.sample_rate:g} ms)")
+        else:
+            export_offline(model, out, opset=args.opset)
+            what = "offline graph, spec (B, 2, F, T) -> estimate (B, 2, F, T)"
+    except (ValueError, OSError, RuntimeError) as e:  # NotCausalError and ExportError are ValueErrors
+        _err(e)
+        return 2
+    print(f"gagnet export: wrote {out}: {what}", file=sys.stderr)
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``export`` to the ``gagnet`` subcommands."""
+    p = sub.add_parser(
+        "export", help="export the network to ONNX (offline graph or streaming step)",
+        description="Export GaGNet to ONNX. The graph is spectrum in, spectrum out: the STFT, power "
+        "compression and iSTFT stay on the host (see gagnet.export). --streaming writes a single-step graph "
+        "with all state as explicit inputs/outputs (causal models only).",
+    )
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="output file")
+    p.add_argument("--streaming", action="store_true", help="single-step streaming graph with explicit state")
+    p.add_argument("--frames-per-step", type=int, default=1, metavar="K",
+                   help="frames per streaming step (default 1 = 10 ms; 0 = any number per call)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model", metavar="NAME|PATH", default=None,
+                     help="shipped model name, or a model.pt / .ckpt from `gagnet train`")
+    src.add_argument("--config", metavar="NAME", default=None,
+                     help=f"preset ({', '.join(sorted(PRESETS))}) with RANDOM weights, for testing and timing")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    p.set_defaults(func=cmd_export)
+
+
+def run_cli(argv: Sequence[str]) -> int:
+    """Run ``gagnet export ...`` from an argument list (for tests)."""
+    parser = argparse.ArgumentParser(prog="gagnet")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(list(argv))
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # python -m gagnet.export export ...
+    sys.exit(run_cli(sys.argv[1:]))
