@@ -21,13 +21,7 @@ from gagnet.train import save_weights
 HOP = 160
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Hop-by-hop streaming is fastest on one thread (and the test machine is busy)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(**kw):
