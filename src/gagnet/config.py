@@ -18,6 +18,22 @@ CAUSAL_NORMS = ("cin", "fln")
 NORMS = ("in", "bn", "cin", "fln")
 
 
+def _fields_from(cls: type, d: dict[str, Any], tuples: bool = True) -> dict[str, Any]:
+    """Keyword arguments for dataclass ``cls`` from a plain dict; unknown keys raise.
+
+    With ``tuples``, lists become tuples (the frozen configs' sequence fields).
+    """
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+    return {k: tuple(v) if tuples and isinstance(v, list) else v for k, v in d.items()}
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    """Tuples as lists, for YAML and JSON."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
 @dataclass(frozen=True)
 class GaGNetConfig:
     """Signal and network settings of a GaGNet model.
@@ -110,18 +126,12 @@ class GaGNetConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (tuples as lists) for YAML, JSON and checkpoints."""
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        return _plain(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GaGNetConfig":
         """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = set(d) - set(names)
-        if unknown:
-            raise ValueError(f"unknown config keys: {sorted(unknown)}")
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(**kw)
+        return cls(**_fields_from(cls, d))
 
     def replace(self, **changes: Any) -> "GaGNetConfig":
         """A copy with ``changes`` applied."""
@@ -230,14 +240,10 @@ class TrainConfig:
         """Build from a nested dict (YAML); unknown keys raise ``ValueError``."""
         d = dict(d)
         data = d.pop("data", {}) or {}
-        for c, sub in ((cls, d), (DataConfig, data)):
-            unknown = set(sub) - {f.name for f in dataclasses.fields(c)}
-            if unknown:
-                raise ValueError(f"unknown {c.__name__} keys: {sorted(unknown)}")
-        data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(data=DataConfig(**data), **d)
+        top = _fields_from(cls, d, tuples=False)  # e.g. devices: [0, 1] stays a list for Lightning
+        return cls(data=DataConfig(**_fields_from(DataConfig, data)), **top)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["data"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["data"].items()}
+        d["data"] = _plain(d["data"])
         return d
