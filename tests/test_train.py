@@ -13,7 +13,7 @@ import soundfile as sf
 
 pytest.importorskip("lightning")
 
-from gagnet.train import StepSampler, load_train_config  # noqa: E402
+from gagnet.train import StepSampler, cosine_lr, load_train_config  # noqa: E402
 
 
 def _make_corpus(root: Path) -> tuple[Path, Path]:
@@ -73,6 +73,9 @@ def test_step_sampler_walks_global_indices():
 def test_config_overrides_and_errors(tmp_path):
     cfg = load_train_config("smoke", ["data.snr_db=[1, 2]", "batch_size=3"])
     assert cfg.data.snr_db == (1, 2) and cfg.batch_size == 3 and cfg.model == "tiny"
+    assert load_train_config("smoke", ["lr=1e-4", "max_minutes=2e1"]).lr == 1e-4  # YAML reads 1e-4 as text
+    with pytest.raises(ValueError):
+        load_train_config("smoke", ["lr=fast"])
     with pytest.raises(ValueError):
         load_train_config("smoke", ["nonsense=1"])
     with pytest.raises(FileNotFoundError):
@@ -131,3 +134,29 @@ def test_existing_run_needs_resume(tmp_path):
     p = _run(_overrides(tmp_path, "again"))
     _, err = p.communicate(timeout=120)
     assert p.returncode != 0 and b"--resume" in err
+
+
+def test_cosine_lr_warms_up_then_decays_to_floor():
+    peak, floor = 1e-3, 1e-5
+    warm = [cosine_lr(0.0, s, peak, floor, 10) for s in range(10)]
+    assert warm == sorted(warm) and warm[0] == pytest.approx(peak / 10) and warm[-1] == pytest.approx(peak)
+    assert cosine_lr(0.5, 100, peak, floor, 10) == pytest.approx((peak + floor) / 2)
+    assert cosine_lr(1.0, 100, peak, floor, 10) == pytest.approx(floor)
+    assert cosine_lr(3.0, 100, peak, floor, 10) == pytest.approx(floor)  # past the budget: stays at the floor
+    with pytest.raises(ValueError):
+        load_train_config("smoke", ["lr_schedule=linear"])
+
+
+def test_time_budget_stops_run_and_ends_cosine_at_floor(tmp_path):
+    _make_corpus(tmp_path)
+    extra = {"max_steps": 100000, "val_every_steps": 5, "lr_schedule": "cosine", "warmup_steps": 2,
+             "max_minutes": 0.1, "min_lr": 1e-6}
+    p = _run(_overrides(tmp_path, "budget", **extra))
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err.decode()[-3000:]
+    rows = list(csv.DictReader((tmp_path / "budget" / "train_log.csv").open()))
+    steps, lrs = [int(r["step"]) for r in rows], [float(r["lr"]) for r in rows]
+    assert 3 < steps[-1] < 100000  # stopped by the clock, not by max_steps
+    assert lrs[1] > lrs[0]  # warm-up
+    assert max(lrs) > 1e-3 and lrs[-1] < 0.2 * max(lrs)  # decayed by the time budget
+    assert (tmp_path / "budget" / "model.pt").exists()

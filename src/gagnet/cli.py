@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     from . import benchmark, enhance, evaluate, export, stream_cli, train
-    from .data import synthetic
+    from .data import pack, synthetic
 
     enhance.register(sub)
     stream_cli.register(sub)
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.register(sub)
     train.register(sub)
     synthetic.register(sub)
+    pack.register(sub)
     return parser
 
 

@@ -23,10 +23,19 @@ def _fields_from(cls: type, d: dict[str, Any], tuples: bool = True) -> dict[str,
 
     With ``tuples``, lists become tuples (the frozen configs' sequence fields).
     """
-    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(d) - set(fields)
     if unknown:
         raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
-    return {k: tuple(v) if tuples and isinstance(v, list) else v for k, v in d.items()}
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, str) and str(fields[k].type).startswith("float"):
+            try:  # YAML 1.1 reads 1e-3 (no dot) as a string
+                v = float(v)
+            except ValueError:
+                raise ValueError(f"{cls.__name__}.{k} must be a number, got {v!r}") from None
+        out[k] = tuple(v) if tuples and isinstance(v, list) else v
+    return out
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
@@ -169,7 +178,9 @@ class DataConfig:
     ``holdout_fraction`` of the speakers' files (chosen by a hash of the path) is kept out of
     training for the fixed validation set of ``val_count`` mixtures of ``val_seconds``.
     ``epoch_size`` mixtures make one epoch; each mixture is a pure function of
-    (``seed``, its index), so data order survives a restart.
+    (``seed``, its index), so data order survives a restart. Each loader worker keeps up to
+    ``cache_mb`` MiB of decoded speech and as much noise (raise it when there are many cores
+    and much memory, so that files are decoded once).
     """
 
     speech: tuple[str, ...] = ()
@@ -187,6 +198,7 @@ class DataConfig:
     epoch_size: int = 2000
     seed: int = 0
     num_workers: int = 1
+    cache_mb: float = 256.0
 
     def replace(self, **changes: Any) -> "DataConfig":
         return dataclasses.replace(self, **changes)
@@ -201,6 +213,10 @@ class TrainConfig:
     bring no better validation loss. ``val_every_steps`` steps make one epoch of the loop, so that
     every checkpoint sits on an epoch boundary and resumes exactly. ``init_weights`` starts
     a new run from the network weights of a ``model.pt`` or checkpoint (fine-tuning).
+
+    ``lr_schedule: cosine`` replaces the plateau halving by ``warmup_steps`` of linear warm-up
+    and a cosine decay to ``min_lr`` over the run's budget: ``max_steps`` or, when set,
+    ``max_minutes`` of training time, whichever ends first (for fixed-time GPU leases).
     """
 
     model: str = "causal"
@@ -225,8 +241,15 @@ class TrainConfig:
     out_dir: str = "runs/gagnet"
     threads: int = 0
     init_weights: str | None = None
+    lr_schedule: str = "plateau"
+    warmup_steps: int = 0
+    max_minutes: float | None = None
 
     def __post_init__(self) -> None:
+        if self.lr_schedule not in ("plateau", "cosine"):
+            raise ValueError(f"lr_schedule must be 'plateau' or 'cosine', got {self.lr_schedule!r}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError("max_minutes must be positive")
         if self.plateau_patience < 1:
             raise ValueError("plateau_patience must be at least 1")
         if self.batch_size < 1 or self.val_every_steps < 1:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime
 import logging
 import math
 import os
@@ -138,6 +139,8 @@ def make_module(cfg: TrainConfig):
 
         def configure_optimizers(self):
             opt = torch.optim.Adam(self.parameters(), lr=self.cfg.lr)
+            if self.cfg.lr_schedule == "cosine":  # set per step by the BudgetedCosine callback
+                return opt
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 # torch counts the bad validations it tolerates; ours counts the ones that trigger
                 opt, mode="min", factor=self.cfg.plateau_factor, patience=self.cfg.plateau_patience - 1,
@@ -152,9 +155,13 @@ def _intrusive_scores(examples: list[dict[str, Any]], sample_rate: int) -> dict[
     """Mean WB-PESQ and STOI (%) of a few validation clips, with the noisy baseline."""
     from .metrics.intrusive import pesq_wb, stoi
 
+    try:
+        import pesq  # noqa: F401  (optional on training machines; STOI alone is logged without it)
+    except ImportError:
+        pesq_wb = None  # noqa: F811
     out: dict[str, float] = {}
     for key in ("enhanced", "noisy"):
-        p = [pesq_wb(e["clean"], e[key]) for e in examples]
+        p = [pesq_wb(e["clean"], e[key]) for e in examples] if pesq_wb else []
         s = [stoi(e["clean"], e[key]) for e in examples]
         p = [v for v in p if math.isfinite(v)]
         suffix = "" if key == "enhanced" else "_noisy"
@@ -218,7 +225,8 @@ def make_dataloaders(cfg: TrainConfig) -> tuple[DataLoader, DataLoader]:
     val_set = ValidationSet(speech_val, noise_val, cfg.data, sample_rate=sr)
     workers = cfg.data.num_workers
     train = DataLoader(train_set, batch_size=cfg.batch_size, sampler=StepSampler(cfg.val_every_steps, cfg.batch_size),
-                       collate_fn=collate, num_workers=workers, persistent_workers=False, drop_last=True)
+                       collate_fn=collate, num_workers=workers, persistent_workers=workers > 0, drop_last=True,
+                       pin_memory=torch.cuda.is_available())
     val = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate, num_workers=0)
     return train, val
 
@@ -240,23 +248,32 @@ def _atomic_checkpoint_io():
     return AtomicCheckpointIO()
 
 
-def _step_log_callback(path: Path):
+def _step_log_callback(path: Path, every: int):
     import lightning as L
 
     class StepLog(L.Callback):
-        """Appends (step, train loss, lr) to a CSV; a resumed run continues the same file."""
+        """Appends (step, mean train loss, lr) every ``every`` steps to a CSV; a resumed run
+        continues the same file. Losses stay on the device between rows (no sync per step)."""
+
+        def __init__(self) -> None:
+            self._losses: list[torch.Tensor] = []
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             if trainer.global_rank != 0:
                 return
             loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            self._losses.append(loss.detach())
+            if trainer.global_step % every and trainer.global_step > 1:
+                return
+            mean = float(torch.stack(self._losses).float().mean())
+            self._losses = []
             lr = trainer.optimizers[0].param_groups[0]["lr"]
             new = not path.exists()
             with path.open("a", newline="") as f:
                 w = csv.writer(f)
                 if new:
                     w.writerow(["step", "loss", "lr"])
-                w.writerow([trainer.global_step, f"{float(loss):.8g}", f"{lr:.6g}"])
+                w.writerow([trainer.global_step, f"{mean:.8g}", f"{lr:.6g}"])
 
         def on_validation_end(self, trainer, pl_module) -> None:
             if trainer.global_rank != 0 or trainer.sanity_checking:
@@ -274,6 +291,37 @@ def _step_log_callback(path: Path):
     return StepLog()
 
 
+def cosine_lr(progress: float, step: int, peak: float, floor: float, warmup_steps: int) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine decay from ``peak`` to ``floor`` as
+    ``progress`` goes from 0 to 1 (clamped)."""
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    p = min(max(progress, 0.0), 1.0)
+    return warm * (floor + 0.5 * (peak - floor) * (1.0 + math.cos(math.pi * p)))
+
+
+def _budget_schedule_callback(cfg: TrainConfig):
+    import lightning as L
+    from lightning.pytorch.callbacks import Timer
+
+    class BudgetedCosine(L.Callback):
+        """Sets the rate before every step from :func:`cosine_lr`, with progress the larger of
+        ``step / max_steps`` and (with ``max_minutes``) the training time spent over the budget,
+        read from Lightning's resumable timer: a run cut short by its time budget still ends
+        at the low rate instead of mid-decay."""
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            progress = trainer.global_step / max(cfg.max_steps, 1)
+            if cfg.max_minutes:
+                timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+                if timer is not None:
+                    progress = max(progress, timer.time_elapsed("train") / (cfg.max_minutes * 60.0))
+            lr = cosine_lr(progress, trainer.global_step, cfg.lr, cfg.min_lr, cfg.warmup_steps)
+            for group in trainer.optimizers[0].param_groups:
+                group["lr"] = lr
+
+    return BudgetedCosine()
+
+
 def _export_callback(path: Path):
     import lightning as L
 
@@ -282,6 +330,11 @@ def _export_callback(path: Path):
 
         def on_validation_end(self, trainer, pl_module) -> None:
             if trainer.global_rank == 0 and not trainer.sanity_checking:
+                save_weights(pl_module.model.net, path)
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            # a run stopped by max_minutes ends between validations: keep its last steps too
+            if trainer.global_rank == 0:
                 save_weights(pl_module.model.net, path)
 
     return ExportWeights()
@@ -321,9 +374,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     log.info("model %s: %s parameters", cfg.model, f"{count_parameters(module.model):,}")
     train_dl, val_dl = make_dataloaders(cfg)
     cuda = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
+    if cuda:  # fixed input shapes: let cuDNN pick its fastest kernels; TF32 for float32 work
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
     precision = cfg.precision if cfg.precision != "auto" else ("bf16-mixed" if cuda else "32-true")
     trainer = L.Trainer(
         max_steps=cfg.max_steps,
+        max_time=datetime.timedelta(minutes=cfg.max_minutes) if cfg.max_minutes else None,
         max_epochs=-1,
         accelerator=cfg.accelerator,
         devices=cfg.devices,
@@ -336,9 +393,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1,
                             save_last=True, enable_version_counter=False),
             LearningRateMonitor(logging_interval="step"),
-            _step_log_callback(out / "train_log.csv"),
+            _step_log_callback(out / "train_log.csv", cfg.log_every_steps),
             _export_callback(out / "model.pt"),
-        ],
+        ] + ([_budget_schedule_callback(cfg)] if cfg.lr_schedule == "cosine" else []),
         plugins=[_atomic_checkpoint_io()],
         use_distributed_sampler=False,
         num_sanity_val_steps=0,

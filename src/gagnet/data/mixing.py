@@ -101,8 +101,8 @@ class MixingDataset(Dataset):
         self.sample_rate = sample_rate
         self.seed = cfg.seed if seed is None else int(seed)
         self.length = int(round(cfg.segment_seconds * sample_rate))
-        self.speech = AudioPool(speech_files, "speech", sample_rate)
-        self.noise = AudioPool(noise_files, "noise", sample_rate)
+        self.speech = AudioPool(speech_files, "speech", sample_rate, cache_files=1 << 20, cache_mb=cfg.cache_mb)
+        self.noise = AudioPool(noise_files, "noise", sample_rate, cache_files=1 << 20, cache_mb=cfg.cache_mb)
         self.rirs = RIRSource(cfg.rir if cfg.reverb_prob > 0 else None, sample_rate)
 
     def __len__(self) -> int:

@@ -50,8 +50,9 @@ class CumulativeInstanceNorm(nn.Module):
         """Like :meth:`forward`, also returning the updated (B, C, 3) float64 state."""
         if x.dim() == 4:  # per-frame statistics over bins, then accumulated over frames in float64
             per_frame = x.shape[3]
-            s1 = x.sum(-1).double()  # (B, C, T); torch.var_mean is far slower on short rows
-            s2 = (x * x).sum(-1).double()
+            # (B, C, T), summed in float32 even for half-precision x; torch.var_mean is far slower on short rows
+            s1 = x.sum(-1, dtype=torch.float32).double()
+            s2 = (x * x).sum(-1, dtype=torch.float32).double()
         else:
             per_frame = 1
             s1 = x.double()
