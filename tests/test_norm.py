@@ -1,3 +1,6 @@
+import math
+
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -67,3 +70,40 @@ def test_frame_layer_norm_normalises_each_frame():
     y = FrameLayerNorm(6)(x)
     assert torch.allclose(y.mean(dim=(1, 3)), torch.zeros(2, 10), atol=1e-5)
     assert torch.allclose(y.var(dim=(1, 3), unbiased=False), torch.ones(2, 10), atol=1e-3)
+
+
+def _decayed_reference(x: torch.Tensor, tau: float, prior: float, eps: float) -> torch.Tensor:
+    """Frame-by-frame recursion of the decaying cumulative norm (unit weight, zero bias)."""
+    d, per = math.exp(-1.0 / tau), x.shape[3]
+    n = s1 = s2 = torch.zeros(x.shape[:2], dtype=torch.float64)
+    out = []
+    for t in range(x.shape[2]):
+        f = x[:, :, t]
+        n, s1, s2 = d * n + per, d * s1 + f.sum(-1), d * s2 + (f * f).sum(-1)
+        mean = s1 / (n + prior * per)
+        var = ((s2 + prior * per) / (n + prior * per) - mean**2).clamp_min(0)
+        out.append((f - mean[..., None]) * torch.rsqrt(var[..., None] + eps))
+    return torch.stack(out, 2)
+
+
+@pytest.mark.parametrize("tau", [3.0, 150.0])
+def test_decaying_cin_matches_recursion_and_streams(tau):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 1300, 5, dtype=torch.float64) * 3 + 1  # longer than one internal chunk
+    norm = CumulativeInstanceNorm(3, tau=tau).double()
+    y = norm(x)
+    assert torch.allclose(y, _decayed_reference(x, tau, 1.0, norm.eps), atol=1e-12)
+    norm.streaming = True
+    parts = [norm(x[:, :, a:b]) for a, b in [(0, 1), (1, 300), (300, 301), (301, 1300)]]
+    assert torch.allclose(torch.cat(parts, 2), y, atol=1e-12)
+
+
+def test_decaying_cin_forgets_the_distant_past():
+    torch.manual_seed(0)
+    x = torch.randn(1, 4, 3000)
+    x2 = x.clone()
+    x2[:, :, :100] = 50 * torch.randn(1, 4, 100) + 7  # a loud, offset start
+    decaying, cumulative = CumulativeInstanceNorm(4, tau=20.0), CumulativeInstanceNorm(4)
+    late = slice(2000, None)
+    assert (decaying(x2)[..., late] - decaying(x)[..., late]).abs().max() < 1e-6
+    assert (cumulative(x2)[..., late] - cumulative(x)[..., late]).abs().max() > 1e-2

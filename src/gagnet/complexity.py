@@ -85,7 +85,11 @@ def complexity(cfg: GaGNetConfig | str) -> Complexity:
         macs_per_second=macs_per_second(cfg),
         receptive_field_frames=rf,
         receptive_field_ms=1000.0 * ((rf - 1) * cfg.hop_length + cfg.win_length) / cfg.sample_rate,
-        norm_context=_NORM_CONTEXT[cfg.norm],
+        norm_context=(
+            f"past frames, weights decaying over {cfg.cin_tau * cfg.hop_length / cfg.sample_rate:g} s "
+            "(decaying cumulative instance norm)"
+            if cfg.norm == "cin" and cfg.cin_tau else _NORM_CONTEXT[cfg.norm]
+        ),
         latency_ms=1000.0 * cfg.latency_samples / cfg.sample_rate if cfg.causal else None,
         causal=cfg.causal,
     )

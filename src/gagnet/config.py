@@ -58,7 +58,9 @@ class GaGNetConfig:
     the dilated S-TCM convs, ``d_feat`` 1-D feature channels, ``p`` S-TCM groups per
     block, ``q`` glance-gaze modules, ``dilations`` within a group. ``norm`` picks the
     normalisation (see :mod:`gagnet.model.norm`); ``cin_prior`` is the number of
-    zero-mean, unit-variance pseudo-frames that condition the cumulative norm's first frames.
+    zero-mean, unit-variance pseudo-frames that condition the cumulative norm's first frames,
+    and ``cin_tau`` the time constant (frames) over which its statistics decay (None: they
+    never do, and a network may key on how long ago the signal began).
     """
 
     sample_rate: int = 16000
@@ -87,6 +89,7 @@ class GaGNetConfig:
     norm: str = "in"
     norm_eps: float = 1e-5
     cin_prior: float = 1.0
+    cin_tau: float | None = None
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
@@ -149,7 +152,7 @@ class GaGNetConfig:
 
 PRESETS: dict[str, GaGNetConfig] = {
     "paper": GaGNetConfig(name="paper"),
-    "causal": GaGNetConfig(norm="cin", name="causal"),
+    "causal": GaGNetConfig(norm="cin", cin_tau=150.0, name="causal"),
     "tiny": GaGNetConfig(
         c=8, c_end=8, d_feat=32, cd1=8, p=1, q=2, unet_depths=(2, 1, 1, 1), norm="cin", name="tiny"
     ),

@@ -38,7 +38,7 @@ class ConvBlock(nn.Module):
     def __init__(self, layer: nn.Module, channels: int, cfg: GaGNetConfig) -> None:
         super().__init__()
         self.conv = layer
-        self.norm = make_norm(cfg.norm, channels, dims=2, eps=cfg.norm_eps, prior=cfg.cin_prior)
+        self.norm = make_norm(cfg.norm, channels, dims=2, eps=cfg.norm_eps, prior=cfg.cin_prior, tau=cfg.cin_tau)
         self.act = nn.PReLU(channels)
 
     def forward(self, x: Tensor) -> Tensor:

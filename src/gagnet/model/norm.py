@@ -9,13 +9,18 @@
   normalised by the spread of one or two values, which makes the output hypersensitive
   (a 1e-12 change of the input moved a random network's output by 3); with it they are
   well conditioned, and after a few frames the prior no longer matters. Causal; its
-  running sums are the only state a streaming model has to carry for it.
+  running sums are the only state a streaming model has to carry for it. With ``tau``
+  (frames) the sums decay by ``exp(-1/tau)`` per frame, so the statistics cover about the
+  last ``tau`` frames: the output then no longer depends on how long ago the signal began,
+  which the plain cumulative form lets a network learn and then fail on longer inputs.
 * ``fln`` -- frame-wise layer norm: each frame normalised over channels (and bins). Causal
   and stateless.
 
 All take (B, C, T) or (B, C, T, F) and have per-channel ``weight`` and ``bias``.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn as nn
@@ -30,10 +35,12 @@ class CumulativeInstanceNorm(nn.Module):
     sum of squares) of the frames seen so far is carried in ``cache`` between calls.
     """
 
-    def __init__(self, channels: int, eps: float = 1e-5, prior: float = 1.0) -> None:
+    def __init__(self, channels: int, eps: float = 1e-5, prior: float = 1.0, tau: float | None = None) -> None:
         super().__init__()
         self.eps = eps
         self.prior = prior
+        self.tau = tau
+        self.decay = math.exp(-1.0 / tau) if tau else 1.0
         self.streaming = False
         self.cache: Tensor | None = None
         self.weight = nn.Parameter(torch.ones(channels))
@@ -51,21 +58,25 @@ class CumulativeInstanceNorm(nn.Module):
         if x.dim() == 4:  # per-frame statistics over bins, then accumulated over frames in float64
             per_frame = x.shape[3]
             # (B, C, T), summed in float32 even for half-precision x; torch.var_mean is far slower on short rows
-            s1 = x.sum(-1, dtype=torch.float32).double()
-            s2 = (x * x).sum(-1, dtype=torch.float32).double()
+            acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+            s1 = x.sum(-1, dtype=acc).double()
+            s2 = (x * x).sum(-1, dtype=acc).double()
         else:
             per_frame = 1
             s1 = x.double()
             s2 = s1 * s1
-        c1 = torch.cumsum(s1, dim=-1)
-        c2 = torch.cumsum(s2, dim=-1)
-        count = per_frame * torch.arange(1, x.shape[2] + 1, device=x.device, dtype=torch.float64)
-        if state is not None:
-            count = count + state[..., 0:1]
-            c1 = c1 + state[..., 1:2]
-            c2 = c2 + state[..., 2:3]
+        if self.decay == 1.0:
+            c1 = torch.cumsum(s1, dim=-1)
+            c2 = torch.cumsum(s2, dim=-1)
+            count = per_frame * torch.arange(1, x.shape[2] + 1, device=x.device, dtype=torch.float64)
+            if state is not None:
+                count = count + state[..., 0:1]
+                c1 = c1 + state[..., 1:2]
+                c2 = c2 + state[..., 2:3]
+            else:
+                count = count.expand_as(c1)
         else:
-            count = count.expand_as(c1)
+            count, c1, c2 = self._decayed_sums(torch.full_like(s1, float(per_frame)), s1, s2, state)
         new_state = torch.stack((count[..., -1], c1[..., -1], c2[..., -1]), dim=-1)
         pseudo = self.prior * per_frame  # prior observations: mean 0, second moment 1
         mean = c1 / (count + pseudo)
@@ -76,6 +87,27 @@ class CumulativeInstanceNorm(nn.Module):
         if x.dim() == 4:
             scale, shift = scale.unsqueeze(-1), shift.unsqueeze(-1)
         return torch.addcmul(shift, x, scale), new_state
+
+
+    def _decayed_sums(self, n: Tensor, s1: Tensor, s2: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Exponentially weighted running sums ``c_t = decay * c_{t-1} + s_t`` of (B, C, T) float64
+        inputs, from ``state`` (or zeros): cumulative sums rescaled by ``decay ** -k``, in chunks
+        short enough that the rescaling cannot overflow."""
+        sums = torch.stack((n, s1, s2), dim=-1)  # (B, C, T, 3)
+        carry = state if state is not None else torch.zeros_like(sums[:, :, 0])
+        chunk = max(1, min(512, int(30.0 * (self.tau or 1.0))))
+        k = torch.arange(chunk, device=sums.device, dtype=torch.float64)
+        grow, shrink = self.decay ** -k, self.decay ** k  # (chunk,)
+        outs = []
+        for start in range(0, sums.shape[2], chunk):
+            part = sums[:, :, start : start + chunk]
+            m = part.shape[2]
+            acc = torch.cumsum(part * grow[:m, None], dim=2) * shrink[:m, None]
+            acc = acc + carry[:, :, None] * (self.decay * shrink[:m, None])
+            outs.append(acc)
+            carry = acc[:, :, -1]
+        out = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
+        return out[..., 0], out[..., 1], out[..., 2]
 
 
 class FrameLayerNorm(nn.Module):
@@ -96,10 +128,12 @@ class FrameLayerNorm(nn.Module):
         return (x - mean) * torch.rsqrt(var + self.eps) * self.weight.view(shape) + self.bias.view(shape)
 
 
-def make_norm(kind: str, channels: int, dims: int, eps: float = 1e-5, prior: float = 1.0) -> nn.Module:
+def make_norm(kind: str, channels: int, dims: int, eps: float = 1e-5, prior: float = 1.0,
+              tau: float | None = None) -> nn.Module:
     """Build the norm named ``kind`` for ``dims``-D feature maps (1: (B,C,T), 2: (B,C,T,F)).
 
-    ``prior`` is the pseudo-frame count of the cumulative norm (ignored by the others).
+    ``prior`` and ``tau`` are the pseudo-frame count and the decay time constant (frames,
+    None = no decay) of the cumulative norm (ignored by the others).
     """
     if kind == "in":
         cls = nn.InstanceNorm1d if dims == 1 else nn.InstanceNorm2d
@@ -108,7 +142,7 @@ def make_norm(kind: str, channels: int, dims: int, eps: float = 1e-5, prior: flo
         cls = nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d
         return cls(channels, eps=eps)
     if kind == "cin":
-        return CumulativeInstanceNorm(channels, eps, prior)
+        return CumulativeInstanceNorm(channels, eps, prior, tau)
     if kind == "fln":
         return FrameLayerNorm(channels, eps)
     raise ValueError(f"unknown norm {kind!r}")

@@ -24,10 +24,10 @@ class SqueezedTCM(nn.Module):
         self.pad = CausalTimePad(span) if cfg.causal_conv else nn.ConstantPad1d((span // 2, span // 2), 0.0)
         self.squeeze = nn.Conv1d(cfg.d_feat, cfg.cd1, 1, bias=False)
         self.act1 = nn.PReLU(cfg.cd1)
-        self.norm1 = make_norm(cfg.norm, cfg.cd1, dims=1, eps=cfg.norm_eps, prior=cfg.cin_prior)
+        self.norm1 = make_norm(cfg.norm, cfg.cd1, dims=1, eps=cfg.norm_eps, prior=cfg.cin_prior, tau=cfg.cin_tau)
         self.dconv = nn.Conv1d(cfg.cd1, cfg.cd1, cfg.kd1, dilation=dilation, bias=False)
         self.act2 = nn.PReLU(cfg.cd1)
-        self.norm2 = make_norm(cfg.norm, cfg.cd1, dims=1, eps=cfg.norm_eps, prior=cfg.cin_prior)
+        self.norm2 = make_norm(cfg.norm, cfg.cd1, dims=1, eps=cfg.norm_eps, prior=cfg.cin_prior, tau=cfg.cin_tau)
         self.expand = nn.Conv1d(cfg.cd1, cfg.d_feat, 1, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
