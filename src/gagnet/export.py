@@ -164,7 +164,7 @@ def export_offline(model: WaveGaGNet | GaGNet, path: str | os.PathLike, opset: i
 
 
 def export_streaming(model: WaveGaGNet | GaGNet, path: str | os.PathLike, frames_per_step: int | None = 1,
-                     opset: int = DEFAULT_OPSET) -> Path:
+                     opset: int = DEFAULT_OPSET, fast: bool = False) -> Path:
     """Write one streaming step of a causal network as an ONNX graph with explicit state.
 
     Inputs ``spec`` (1, 2, F, ``frames_per_step``) and ``state_0`` ... ``state_{n-1}``;
@@ -172,6 +172,11 @@ def export_streaming(model: WaveGaGNet | GaGNet, path: str | os.PathLike, frames
     and dtypes as the inputs). ``frames_per_step=None`` leaves the frame axis dynamic (any
     number of frames per call). Start from :func:`initial_state`. Raises
     :class:`~gagnet.streaming.NotCausalError` for configurations that look at the future.
+
+    ``fast=True`` exports :class:`~gagnet.fast_step.FastStep` instead (one frame per step only,
+    norms "cin" or "bn"): the same contract and output, with a different, smaller state
+    layout (float32 norm statistics when ``cin_tau`` is set) and several times fewer
+    operations per step; :class:`OnnxStreamingEnhancer` runs either.
     """
     net = _gagnet(model)
     cfg = net.cfg
@@ -182,9 +187,18 @@ def export_streaming(model: WaveGaGNet | GaGNet, path: str | os.PathLike, frames
         )
     if frames_per_step is not None and (int(frames_per_step) != frames_per_step or frames_per_step < 1):
         raise ValueError(f"frames_per_step must be a positive integer or None, got {frames_per_step!r}")
-    step = _StepGraph(net)
+    if fast:
+        from .fast_step import FastStep
+
+        if frames_per_step != 1:
+            raise ValueError("the fast streaming step takes exactly one frame per step (frames_per_step=1)")
+        step: nn.Module = FastStep(net).eval()
+        zeros = step.initial_state()
+    else:
+        step = _StepGraph(net)
+        zeros = step.zeros
     k = 1 if frames_per_step is None else int(frames_per_step)
-    n = len(step.zeros)
+    n = len(zeros)
     inputs = ["spec"] + [f"state_{i}" for i in range(n)]
     outputs = ["estimate"] + [f"new_state_{i}" for i in range(n)]
     dynamic = {"spec": {3: "frames"}, "estimate": {3: "frames"}} if frames_per_step is None else None
@@ -195,7 +209,7 @@ def export_streaming(model: WaveGaGNet | GaGNet, path: str | os.PathLike, frames
         META_FRAMES: "dynamic" if frames_per_step is None else str(k),
         META_LATENCY: str(cfg.latency_samples + delay * cfg.hop_length),
     }
-    example = (torch.zeros(1, 2, cfg.n_freq, k), *step.zeros)
+    example = (torch.zeros(1, 2, cfg.n_freq, k), *zeros)
     return _write(step, example, path, opset, inputs, outputs, dynamic, meta)
 
 

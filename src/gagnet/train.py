@@ -439,24 +439,27 @@ def plot_curves(run_dir: str | Path, out_png: str | Path) -> Path:
     k = max(1, len(y) // 50)
     smooth = np.convolve(y, np.ones(k) / k, mode="valid")
     fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
-    ax[0].plot(x, y, color="0.8", lw=0.6, label="train (per step)")
-    ax[0].plot(x[k - 1:], smooth, color="C0", label=f"train (mean of {k})")
+    ax[0].plot(x, y, color="0.8", lw=0.6, label="train (logged rows)")
+    ax[0].plot(x[k - 1:], smooth, color="C0", label=f"train (mean of {k} rows)")
     vpath = run / "val_log.csv"
+    metric_label = "WB-PESQ"
     if vpath.exists():
         val = list(csv.DictReader(vpath.open()))
         vx = [int(r["step"]) for r in val]
         ax[0].plot(vx, [float(r["val/loss"]) for r in val], "o-", color="C3", label="validation")
-        if val and "val/pesq_wb" in val[0]:
-            ax[1].plot(vx, [float(r["val/pesq_wb"]) for r in val], "o-", color="C2", label="enhanced")
-            if "val/pesq_wb_noisy" in val[0]:
-                ax[1].plot(vx, [float(r["val/pesq_wb_noisy"]) for r in val], "--", color="0.5", label="noisy")
+        # WB-PESQ when the run could compute it, else STOI
+        metric, metric_label = ("val/pesq_wb", "WB-PESQ") if val and "val/pesq_wb" in val[0] else ("val/stoi", "STOI (%)")
+        if val and metric in val[0]:
+            ax[1].plot(vx, [float(r[metric]) for r in val], "o-", color="C2", label="enhanced")
+            if f"{metric}_noisy" in val[0]:
+                ax[1].plot(vx, [float(r[f"{metric}_noisy"]) for r in val], "--", color="0.5", label="noisy")
             ax[1].legend()
     ax[0].set_xlabel("step")
     ax[0].set_ylabel("loss")
     ax[0].set_yscale("log")
     ax[0].legend()
     ax[1].set_xlabel("step")
-    ax[1].set_ylabel("WB-PESQ (validation clips)")
+    ax[1].set_ylabel(f"{metric_label} (validation clips)")
     fig.suptitle(f"training run {run.name}")
     fig.tight_layout()
     out = Path(out_png)

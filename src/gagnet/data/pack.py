@@ -73,7 +73,8 @@ def _pack_kind(kind: str, sources: list[str], out: Path, sample_rate: int, level
     for line in failed:
         log.warning("skipped %s", line)
     log.info("%s: %d files, %.2f h, %.1f MB", kind, len(jobs) - len(failed), seconds / 3600, size / 1e6)
-    return {"sources": sources, "files": len(jobs) - len(failed), "hours": round(seconds / 3600, 3),
+    return {"sources": sources, "files": len(jobs) - len(failed), "seconds": round(seconds, 2),
+            "hours": round(seconds / 3600, 3),
             "bytes": size, "skipped": len(failed)}
 
 
