@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -233,8 +234,14 @@ def offline_rtf(model: WaveGaGNet, seconds: float, threads: int, runs: int = OFF
             "rtf_runs": [t / audio for t in times]}
 
 
-def streaming_stats(model: WaveGaGNet, seconds: float, threads: int = 1) -> dict[str, Any]:
-    """Feed ``seconds`` of noise to a :class:`StreamingEnhancer` one hop (10 ms) at a time."""
+def streaming_stats(model: WaveGaGNet, seconds: float, threads: int = 1,
+                    enhancer: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """Feed ``seconds`` of noise to a :class:`StreamingEnhancer` one hop (10 ms) at a time.
+
+    ``enhancer``: builds the streaming processor timed instead (any object with ``process`` and
+    ``reset``, such as :class:`~gagnet.fast_step.FastStreamingEnhancer` or
+    :class:`~gagnet.export.OnnxStreamingEnhancer`); torch runs with ``threads`` threads.
+    """
     from .streaming import StreamingEnhancer
 
     cfg = model.cfg
@@ -244,7 +251,7 @@ def streaming_stats(model: WaveGaGNet, seconds: float, threads: int = 1) -> dict
     chunks = [np.ascontiguousarray(x[i * hop : (i + 1) * hop]) for i in range(n_hops)]
     times = np.empty(n_hops)
     with _threads(threads), torch.inference_mode(), _timed():
-        stream = StreamingEnhancer(model)
+        stream = enhancer() if enhancer is not None else StreamingEnhancer(model)
         for c in chunks[:STREAM_WARMUP_HOPS]:  # warm-up, then a fresh stream is timed
             stream.process(c)
         stream.reset()
