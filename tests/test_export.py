@@ -207,3 +207,20 @@ def test_cli_export_errors(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("gagnet export:") and message in err[-1]
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("slopes", [(0.25, 0.0, 1.0), (-0.5, 0.3, 1.7)])  # max form, and the fallback
+def test_split_prelu_is_exact(slopes):
+    from gagnet.ort_ops import SplitPReLU, ort_friendly
+
+    prelu = torch.nn.PReLU(3)
+    with torch.no_grad():
+        prelu.weight.copy_(torch.tensor(slopes))
+    x = torch.randn(2, 3, 7, 5) * 10
+    split = SplitPReLU(prelu)
+    assert split.as_max == all(0 <= s <= 1 for s in slopes)
+    assert torch.equal(split(x), prelu(x))
+    assert torch.equal(SplitPReLU(torch.nn.PReLU())(x), torch.nn.PReLU()(x))  # one shared slope
+    net = torch.nn.Sequential(torch.nn.Conv1d(3, 3, 1), torch.nn.Sequential(torch.nn.PReLU(3)))
+    ort_friendly(net)
+    assert isinstance(net[1][0], SplitPReLU)

@@ -47,6 +47,7 @@ from . import dsp
 from .config import PRESETS, GaGNetConfig
 from .model.gagnet import GaGNet
 from .model.wave import WaveGaGNet
+from .ort_ops import ort_friendly
 from .streaming import NotCausalError, StreamingEnhancer, get_state, set_state, set_streaming
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class _OfflineGraph(nn.Module):
 
     def __init__(self, net: GaGNet) -> None:
         super().__init__()
-        self.net = copy.deepcopy(net).eval()
+        self.net = ort_friendly(copy.deepcopy(net).eval())
         set_streaming(self.net, False)
 
     def forward(self, spec: Tensor) -> Tensor:
@@ -106,7 +107,7 @@ class _StepGraph(nn.Module):
     def __init__(self, net: GaGNet) -> None:
         super().__init__()
         self.n_layers, self.slots, self.zeros = _probe_state(net)
-        self.net = copy.deepcopy(net).eval()
+        self.net = ort_friendly(copy.deepcopy(net).eval())
         set_streaming(self.net, True)
 
     def forward(self, spec: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
