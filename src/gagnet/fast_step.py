@@ -18,12 +18,13 @@ nodes) and for eager or compiled PyTorch:
   ``cin_tau`` set the moments forget the past, so float32 is exact enough over any length;
   without decay they are kept in float64.
 
-Supported: causal configurations with ``norm`` "cin" or "bn". Any trained checkpoint of such
+Supported: causal configurations with ``norm`` "cin" (with ``cin_prior > 0``) or "bn". Any trained checkpoint of such
 a configuration works: nothing about the weights format changes.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -43,7 +44,7 @@ FAST_NORMS = ("cin", "bn")
 
 def fast_step_supported(cfg: GaGNetConfig) -> bool:
     """True when :class:`FastStep` can be built for ``cfg``."""
-    return cfg.causal and cfg.norm in FAST_NORMS
+    return cfg.causal and cfg.norm in FAST_NORMS and (cfg.norm != "cin" or cfg.cin_prior > 0)
 
 
 def _col(v: Tensor) -> Tensor:
@@ -52,47 +53,28 @@ def _col(v: Tensor) -> Tensor:
 
 
 class _Norm(nn.Module):
-    """One norm site (possibly several norms side by side), single frame, (1, C, L) -> (1, C, L).
+    """The parameters of one norm site (possibly several norms side by side, concatenated).
 
-    ``bn``: the fixed eval-mode batch norm. ``cin``: the state (2, C) holds the moments of the
-    frames so far, ``[mean; E[x^2]]`` (zeros at the start of a stream), with the prior's
-    pseudo-frames included. One step is a small matrix product: with the frame's per-channel
-    sums ``s1 = sum x``, ``s2 = sum x^2`` over its L bins,
-    ``new = coef @ [s1; s2; state; 1]``, where ``coef`` (2, 5) is
-    ``[[b, 0, a, 0, 0], [0, b, 0, a, d]]`` and the scalars ``a``, ``b``, ``d`` of this step come
-    from the shared decayed frame count (:meth:`FastStep.coefficients`). The output is then a
-    batch norm with this mean and variance ``E[x^2] - mean^2``.
+    Called on a frame (1, C, L) it applies the fixed eval-mode batch norm (``bn``); the
+    cumulative norms (``cin``) are applied by :class:`_BinNorms` and :class:`_TcmNorms`,
+    which hold the state of all sites and use ``weight``, ``bias`` and ``eps`` from here.
     """
 
-    def __init__(self, norms: list[nn.Module], stats_dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, norms: list[nn.Module]) -> None:
         super().__init__()
         self.kind = "cin" if isinstance(norms[0], CumulativeInstanceNorm) else "bn"
+        self.eps = float(norms[0].eps)
         self.register_buffer("weight", torch.cat([n.weight.detach() for n in norms]).float())
         self.register_buffer("bias", torch.cat([n.bias.detach() for n in norms]).float())
         if self.kind == "bn":
             self.register_buffer("mean", torch.cat([n.running_mean for n in norms]).float())
             self.register_buffer("var", torch.cat([n.running_var for n in norms]).float())
-            self.eps = float(norms[0].eps)
-            return
-        self.eps = float(norms[0].eps)
-        self.register_buffer("ones", torch.ones(1, self.weight.numel(), dtype=stats_dtype))
 
-    def forward(self, x: Tensor, state: Tensor | None, coef: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        """``x`` (1, C, L), ``state`` (2, C), ``coef`` (2, 5) of this step -> y (1, C, L), new state (2, C)."""
-        if self.kind == "bn":
-            return F.batch_norm(x, self.mean, self.var, self.weight, self.bias, False, 0.0, self.eps), None
-        if x.shape[2] == 1:
-            s1 = x.reshape(1, -1)
-            s2 = s1 * s1
-        else:
-            s1, s2 = x.sum(2), (x * x).sum(2)
-        if state.dtype != x.dtype:
-            s1, s2 = s1.to(state.dtype), s2.to(state.dtype)
-        new = torch.matmul(coef, torch.cat((s1, s2, state, self.ones), dim=0))
-        mean, var = new[0], new[1] - new[0] * new[0]
-        if var.dtype != x.dtype:
-            mean, var = mean.to(x.dtype), var.to(x.dtype)
-        return F.batch_norm(x, mean, var, self.weight, self.bias, False, 0.0, self.eps), new
+    def forward(self, x: Tensor) -> Tensor:
+        """Batch norm of ``x`` (1, C, L) with the running statistics (``bn`` only)."""
+        if self.kind != "bn":
+            raise RuntimeError("cumulative norms are applied by _BinNorms / _TcmNorms")
+        return F.batch_norm(x, self.mean, self.var, self.weight, self.bias, False, 0.0, self.eps)
 
 
 class _Block(nn.Module):
@@ -101,7 +83,7 @@ class _Block(nn.Module):
     ``span`` past frames of the input are carried (gated convs with time kernel > 1).
     """
 
-    def __init__(self, block: ConvBlock, stats_dtype: torch.dtype) -> None:
+    def __init__(self, block: ConvBlock) -> None:
         super().__init__()
         layer = block.conv
         self.gated = isinstance(layer, GatedConv2d)
@@ -122,16 +104,16 @@ class _Block(nn.Module):
         self.cin = w.shape[0] if self.transposed else w.shape[1]
         self.cout = self.bias.shape[0] // (2 if self.gated else 1)
         self.kf = w.shape[3]
-        self.norm = _Norm([block.norm], stats_dtype)
+        self.norm = _Norm([block.norm])
         self.prelu = nn.Parameter(block.act.weight.detach().clone(), requires_grad=False)
 
     def out_bins(self, f: int) -> int:
         """Output bins for ``f`` input bins."""
         return (f - 1) * self.stride + self.kf if self.transposed else (f - self.kf) // self.stride + 1
 
-    def forward(self, x: Tensor, pad: Tensor | None, nstate: Tensor | None,
-                coef: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """(1, Cin, F) -> (1, Cout, F'), with the new past frames (1, span*Cin, F) and norm state."""
+    def forward(self, x: Tensor, pad: Tensor | None,
+                norm: Callable[[_Norm, Tensor], Tensor]) -> tuple[Tensor, Tensor | None]:
+        """(1, Cin, F) -> (1, Cout, F'), with the new past frames (1, span*Cin, F); ``norm(site, h)`` normalises."""
         new_pad = None
         if self.transposed:
             h = F.conv_transpose1d(x, self.weight, self.bias, stride=self.stride)
@@ -145,14 +127,13 @@ class _Block(nn.Module):
         if self.gated:
             m, g = h.chunk(2, dim=1)
             h = m * torch.sigmoid(g)
-        h, new_n = self.norm(h, nstate, coef)
-        return F.prelu(h, self.prelu), new_pad, new_n
+        return F.prelu(norm(self.norm, h), self.prelu), new_pad
 
 
 class _BatchedSTCM(nn.Module):
     """S parallel S-TCMs (one per stack) as grouped convs on (1, S * d_feat, 1)."""
 
-    def __init__(self, layers: list[SqueezedTCM], stats_dtype: torch.dtype) -> None:
+    def __init__(self, layers: list[SqueezedTCM]) -> None:
         super().__init__()
         s = len(layers)
         self.groups = s
@@ -161,28 +142,161 @@ class _BatchedSTCM(nn.Module):
         cat = lambda name: torch.cat([getattr(m, name).weight.detach() for m in layers])  # noqa: E731
         self.squeeze = nn.Parameter(cat("squeeze"), requires_grad=False)  # (S*cd1, d_feat, 1)
         self.act1 = nn.Parameter(cat("act1"), requires_grad=False)
-        self.norm1 = _Norm([m.norm1 for m in layers], stats_dtype)
+        self.norm1 = _Norm([m.norm1 for m in layers])
         self.dconv = nn.Parameter(cat("dconv"), requires_grad=False)  # (S*cd1, cd1, kd1)
         self.act2 = nn.Parameter(cat("act2"), requires_grad=False)
-        self.norm2 = _Norm([m.norm2 for m in layers], stats_dtype)
+        self.norm2 = _Norm([m.norm2 for m in layers])
         self.expand = nn.Parameter(cat("expand"), requires_grad=False)  # (S*d_feat, cd1, 1)
 
-    def forward(self, x: Tensor, pad: Tensor, n1: Tensor | None, n2: Tensor | None,
-                coef: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-        """x (1, S*d_feat, 1), pad (1, S*cd1, span) past dconv inputs -> x', pad', norm states."""
+    def forward(self, x: Tensor, pad: Tensor, norm: Callable[[_Norm, Tensor], Tensor]) -> tuple[Tensor, Tensor]:
+        """x (1, S*d_feat, 1), pad (1, S*cd1, span) past dconv inputs -> x', pad'.
+
+        ``norm(site, h)`` applies one of this layer's two norm sites (and keeps its state).
+        """
         g = self.groups
-        h = F.prelu(F.conv1d(x, self.squeeze, groups=g), self.act1)
-        h, n1 = self.norm1(h, n1, coef)
+        h = norm(self.norm1, F.prelu(F.conv1d(x, self.squeeze, groups=g), self.act1))
         win = torch.cat((pad, h), dim=2)
         h = F.conv1d(win, self.dconv, dilation=self.dilation, groups=g)
-        h, n2 = self.norm2(F.prelu(h, self.act2), n2, coef)
-        return x + F.conv1d(h, self.expand, groups=g), win[:, :, 1:], n1, n2
+        h = norm(self.norm2, F.prelu(h, self.act2))
+        # the residual enters as the expand conv's bias: x + W h in one op
+        return F.conv1d(h, self.expand, x.reshape(-1), groups=g), win[:, :, 1:]
+
+
+class _TcmNorms(nn.Module):
+    """Every cumulative norm site of the S-TCMs (one bin each, L = 1), with one state for all.
+
+    The state is the running ``mean`` and variance ``var`` of every channel of every site,
+    two vectors (K,) with K = sites * C, site j at ``[j*C, (j+1)*C)`` in call order (zeros at
+    the start of a stream). With the step scalars ``a``, ``b`` (= 1/m'), ``d`` of
+    :meth:`FastStep.scalars` a frame x moves the moments to ``m' = a m + b x`` and
+    ``q' = a q + d + b x^2`` (``q = var + mean^2``), so, with ``u = a m / (1 - b)`` and
+    ``t = x - u``::
+
+        m'   = u + b t
+        var' = r + b (1 - b) t^2,   r = a var + d + a m^2 (1 - a - b) / (1 - b)
+        y    = w (x - m') / sqrt(var' + eps) + bias
+             = batch_norm(x, mean=u, var=var', weight=w (1 - b), bias)
+
+    ``u``, ``r`` and ``w (1 - b)`` depend on the old state only and are computed for all sites
+    at once by :meth:`begin`; per site a frame then costs a subtraction, two products, a sum
+    and one batch-norm op (:meth:`apply`), and :meth:`finish` forms the new state of all
+    sites at once. Needs ``b < 1``, i.e. a positive prior (``cin_prior > 0``).
+    """
+
+    def __init__(self, sites: list[_Norm], stats_dtype: torch.dtype) -> None:
+        super().__init__()
+        self.c = sites[0].weight.numel()
+        self.n_sites = len(sites)
+        self.eps = sites[0].eps
+        self.stats_dtype = stats_dtype
+        self.register_buffer("weight", torch.cat([s.weight for s in sites]))
+        for j, site in enumerate(sites):
+            self.register_buffer(f"bias{j}", site.bias.clone())
+        self._step: dict[str, object] = {}
+
+    @property
+    def size(self) -> int:
+        """K, the length of each state vector."""
+        return self.n_sites * self.c
+
+    def begin(self, mean: Tensor, var: Tensor, a: Tensor, b: Tensor, d: Tensor) -> None:
+        """Start a frame from the state ``mean``, ``var`` (K,) and the step scalars (1,)."""
+        one_b = 1.0 - b
+        u = mean * (a / one_b)
+        r = var * a + d + mean * mean * (a * (1.0 - a - b) / one_b)
+        f32 = torch.float32
+        self._step = {
+            "u": u, "b": b, "j": 0, "t": [], "v": [],
+            "us": u.to(f32).split(self.c), "rs": r.to(f32).split(self.c),
+            "ws": (self.weight * one_b.to(f32)).split(self.c), "c1": (b * one_b).to(f32),
+        }
+
+    def apply(self, x: Tensor) -> Tensor:
+        """Normalise the next site's frame ``x`` (1, C, 1)."""
+        st = self._step
+        j = st["j"]
+        st["j"] = j + 1
+        t = x.reshape(-1) - st["us"][j]
+        v = t * t * st["c1"] + st["rs"][j]
+        st["t"].append(t)
+        st["v"].append(v)
+        return F.batch_norm(x, st["us"][j], v, st["ws"][j], getattr(self, f"bias{j}"), False, 0.0, self.eps)
+
+    def finish(self) -> tuple[Tensor, Tensor]:
+        """The new state ``(mean', var')`` (K,) after every site has been applied once."""
+        st, self._step = self._step, {}
+        if st["j"] != self.n_sites:
+            raise RuntimeError(f"{st['j']} of {self.n_sites} S-TCM norm sites applied")
+        t = torch.cat(st["t"]).to(self.stats_dtype)
+        return st["u"] + st["b"] * t, torch.cat(st["v"]).to(self.stats_dtype)
+
+
+class _BinNorms(nn.Module):
+    """Every cumulative norm site of the encoder (L bins each), with one state for all.
+
+    State: running ``mean`` and variance ``var`` (K,) of every channel of every site, as in
+    :class:`_TcmNorms`. A frame x (1, C, L) with sums ``s1``, ``s2`` over its bins gives
+    ``m' = a m + b s1`` and ``q' = a (var + m^2) + d + b s2`` with ``b = 1 / (L m')``:
+    ``P = a m`` and ``Q = a (var + m^2) + d`` come from the old state for all sites at once
+    (:meth:`begin`), and per site ``b s1 + P`` is one matrix product with bias
+    (x (C, L) @ (b, ..., b) + P), as is ``b s2 + Q``; the output is a batch-norm op with
+    mean ``m'`` and variance ``q' - m'^2``.
+    """
+
+    def __init__(self, sites: list[_Norm], bins: list[int], stats_dtype: torch.dtype) -> None:
+        super().__init__()
+        self.sizes = [s.weight.numel() for s in sites]
+        self.bins = bins
+        self.eps = sites[0].eps
+        self.stats_dtype = stats_dtype
+        for j, site in enumerate(sites):
+            self.register_buffer(f"weight{j}", site.weight.clone())
+            self.register_buffer(f"bias{j}", site.bias.clone())
+        for L in sorted(set(bins)):
+            self.register_buffer(f"avg{L}", torch.full((L, 1), 1.0 / L))
+        self._step: dict[str, object] = {}
+
+    @property
+    def size(self) -> int:
+        """K, the length of each state vector."""
+        return sum(self.sizes)
+
+    def begin(self, mean: Tensor, var: Tensor, a: Tensor, inv_m2: Tensor, d: Tensor) -> None:
+        """Start a frame from the state ``mean``, ``var`` (K,) and the step scalars (1,)."""
+        f32 = torch.float32
+        p = (mean * a).to(f32).reshape(-1, 1)
+        q = ((var + mean * mean) * a + d).to(f32).reshape(-1, 1)
+        inv = inv_m2.to(f32)
+        self._step = {
+            "j": 0, "m": [], "v": [], "ps": p.split(self.sizes), "qs": q.split(self.sizes),
+            "bs": {L: getattr(self, f"avg{L}") * inv for L in sorted(set(self.bins))},
+        }
+
+    def apply(self, x: Tensor) -> Tensor:
+        """Normalise the next site's frame ``x`` (1, C, L)."""
+        st = self._step
+        j = st["j"]
+        st["j"] = j + 1
+        x2 = x.reshape(x.shape[1], x.shape[2])
+        bcol = st["bs"][self.bins[j]]
+        m = torch.addmm(st["ps"][j], x2, bcol).reshape(-1)
+        v = torch.addmm(st["qs"][j], x2 * x2, bcol).reshape(-1) - m * m
+        st["m"].append(m)
+        st["v"].append(v)
+        return F.batch_norm(x, m, v, getattr(self, f"weight{j}"), getattr(self, f"bias{j}"), False, 0.0, self.eps)
+
+    def finish(self) -> tuple[Tensor, Tensor]:
+        """The new state ``(mean', var')`` (K,) after every site has been applied once."""
+        st, self._step = self._step, {}
+        if st["j"] != len(self.sizes):
+            raise RuntimeError(f"{st['j']} of {len(self.sizes)} encoder norm sites applied")
+        return torch.cat(st["m"]).to(self.stats_dtype), torch.cat(st["v"]).to(self.stats_dtype)
 
 
 class _Stage(nn.Module):
     """One glance-gaze module for one frame: (1, d_feat, 1) features, (1, 2, F, 1) previous -> refined."""
 
-    def __init__(self, stage: nn.Module, cfg: GaGNetConfig, stats_dtype: torch.dtype) -> None:
+    def __init__(self, stage: nn.Module, cfg: GaGNetConfig) -> None:
         super().__init__()
         gl, gz = stage.glance, stage.gaze
         d = cfg.d_feat
@@ -192,7 +306,7 @@ class _Stage(nn.Module):
         # stacks: glance, gaze real, gaze imaginary (a squeezed gaze's one stack serves both)
         stacks = [gl.tcm, gz.tcm, gz.tcm] if gz.shared else [gl.tcm, gz.tcm_real, gz.tcm_imag]
         layers = [[m for group in st for m in group] for st in stacks]
-        self.tcms = nn.ModuleList(_BatchedSTCM(list(ms), stats_dtype) for ms in zip(*layers))
+        self.tcms = nn.ModuleList(_BatchedSTCM(list(ms)) for ms in zip(*layers))
         self.register_buffer("pick", torch.cat((torch.arange(2 * d), torch.arange(d, 2 * d))))
         outs = [gl.gain, gz.out_real, gz.out_imag]
         self.out = nn.Parameter(torch.cat([c.weight.detach() for c in outs]), requires_grad=False)
@@ -200,16 +314,16 @@ class _Stage(nn.Module):
         self.act = gl.act
         self.n_freq = cfg.n_freq
 
-    def forward(self, feat: Tensor, prev: Tensor, state: list[Tensor | None],
-                coef: Tensor | None) -> tuple[Tensor, list[Tensor | None]]:
-        """``state``: per S-TCM position (dconv pad, norm1, norm2); returns the estimate and the new state."""
+    def forward(self, feat: Tensor, prev: Tensor, pads: list[Tensor],
+                norm: Callable[[_Norm, Tensor], Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """``pads``: the dconv past frames of each S-TCM position; returns the estimate and the new pads."""
         x = torch.cat((feat, prev.reshape(1, -1, 1)), dim=1)
         m, g = F.conv1d(x, self.inp, self.inp_bias).chunk(2, dim=1)
         h = (m * torch.sigmoid(g)).index_select(1, self.pick)  # (1, 3*d_feat, 1)
-        new: list[Tensor | None] = []
-        for i, tcm in enumerate(self.tcms):
-            h, pad, n1, n2 = tcm(h, state[3 * i], state[3 * i + 1], state[3 * i + 2], coef)
-            new += [pad, n1, n2]
+        new: list[Tensor] = []
+        for tcm, pad in zip(self.tcms, pads):
+            h, pad = tcm(h, pad, norm)
+            new.append(pad)
         o = F.conv1d(h, self.out, self.out_bias, groups=3).reshape(1, 3, self.n_freq, 1)
         gain, res = o.split((1, 2), dim=1)
         return self.act(gain) * prev + res, new
@@ -230,6 +344,8 @@ class FastStep(nn.Module):
             raise NotCausalError(f"config {cfg.name!r} looks at future frames and cannot stream")
         if cfg.norm not in FAST_NORMS:
             raise ValueError(f"the fast step supports norm in {FAST_NORMS}, not {cfg.norm!r}")
+        if cfg.norm == "cin" and cfg.cin_prior <= 0:
+            raise ValueError("the fast step needs a positive cin_prior (the first frame's variance is 0 without it)")
         self.cfg = cfg
         enc = net.encoder
         blocks: list[ConvBlock] = []
@@ -245,31 +361,44 @@ class FastStep(nn.Module):
         self.prior = float(cfg.cin_prior)
         # statistics that forget (cin_tau) fit float32; plain cumulative ones are kept in float64
         self.stats_dtype = torch.float32 if self.decay < 1.0 else torch.float64
-        self.blocks = nn.ModuleList(_Block(b, self.stats_dtype) for b in blocks)
-        self.stages = nn.ModuleList(_Stage(s, cfg, self.stats_dtype) for s in net.stages)
-        sel = torch.zeros(3, 2, 5, dtype=self.stats_dtype)  # where a, d and b go in coef (see _Norm)
-        sel[0, 0, 2] = sel[0, 1, 3] = 1.0
-        sel[1, 1, 4] = 1.0
-        sel[2, 0, 0] = sel[2, 1, 1] = 1.0
-        self.register_buffer("sel", sel)
+        self.blocks = nn.ModuleList(_Block(b) for b in blocks)
+        self.stages = nn.ModuleList(_Stage(s, cfg) for s in net.stages)
+        # every norm of a kind shares one state and a batched update (see _BinNorms, _TcmNorms)
+        self.enc_norms: _BinNorms | None = None
+        self.tcm_norms: _TcmNorms | None = None
+        if self.cin:
+            self.enc_norms = _BinNorms([blk.norm for blk in self.blocks], self._encoder_bins(), self.stats_dtype)
+            sites = [site for st in self.stages for tcm in st.tcms for site in (tcm.norm1, tcm.norm2)]
+            self.tcm_norms = _TcmNorms(sites, self.stats_dtype)
         self._zeros = self._probe()
 
-    def coefficients(self, n: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """The norms' step scalars from the decayed frame count ``n`` (1,) of the frames so far.
+    def _encoder_bins(self) -> list[int]:
+        """Output bins of every encoder block, in call order (as :meth:`_run` walks them)."""
+        out: list[int] = []
+        f, i = self.cfg.n_freq, 0
+        for depth in self.unet_layout:
+            for blk in self.blocks[i : i + 1 + 2 * depth]:
+                f = blk.out_bins(f)
+                out.append(f)
+            i += 1 + 2 * depth
+        out.append(self.blocks[i].out_bins(f))
+        return out
 
-        Returns the new count, the (2, 5) part of every norm's ``coef`` that does not depend on
-        its bin count L, and the part to divide by L. With ``m = n + prior`` before and
-        ``m' = decay * n + 1 + prior`` after this frame: ``a = decay * m / m'`` scales the old
-        moments, ``b = 1 / (L m')`` the frame's sums, and ``d = prior / m' - a (prior / m - [n = 0])``
-        moves the prior's undecayed share of the second moment (the state starts at zero, where
-        the prior alone would give a second moment of 1: hence the first-frame term).
+    def scalars(self, n: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The cumulative norms' step scalars ``a``, ``1/m'``, ``d`` from the decayed frame count ``n`` (1,).
+
+        With ``m = n + prior`` before and ``m' = decay * n + 1 + prior`` after this frame, a
+        frame of L bins with per-channel sums s1, s2 moves the moments ``[mean; E[x^2]]`` to
+        ``a * [mean; E[x^2]] + [s1; s2] / (L m') + [0; d]``: ``a = decay * m / m'`` scales the
+        old moments and ``d = prior / m' - a (prior / m - [n = 0])`` moves the prior's
+        undecayed share of the second moment (the state starts at zero, where the prior alone
+        would give a second moment of 1: hence the first-frame term).
         """
         p = self.prior
-        new_n = n * self.decay + 1.0
-        m, m2 = n + p, new_n + p
+        m, m2 = n + p, n * self.decay + 1.0 + p
         a = self.decay * m / m2
         d = p / m2 - a * (p / m - (n == 0).to(n.dtype))
-        return new_n, a * self.sel[0] + d * self.sel[1], self.sel[2] / m2
+        return a, 1.0 / m2, d
 
     # -- state layout ------------------------------------------------------------------------
     def _probe(self) -> list[Tensor]:
@@ -296,21 +425,25 @@ class FastStep(nn.Module):
             return next(it) if it is not None else torch.zeros(shape, dtype=dtype)
 
         stats = self.stats_dtype
-        if self.cin:
+        en, tn = self.enc_norms, self.tcm_norms
+        if en is not None and tn is not None:
             n = take((1,), stats)
-            new_n, base, per_bin = self.coefficients(n)
-            new.append(new_n)
-        coefs: dict[int, Tensor] = {}
+            new.append(n * self.decay + 1.0)
+            scalars = self.scalars(n)
+            en.begin(take((en.size,), stats), take((en.size,), stats), *scalars)
+            tn.begin(take((tn.size,), stats), take((tn.size,), stats), *scalars)
+            at = len(new)
+            enc_norm = lambda site, h: en.apply(h)  # noqa: E731
+            tcm_norm = lambda site, h: tn.apply(h)  # noqa: E731
+        else:  # fixed batch norm
+            enc_norm = tcm_norm = lambda site, h: site(h)  # noqa: E731
 
         def block(i: int, x: Tensor) -> Tensor:
             b = self.blocks[i]
             pad = take((1, b.span * x.shape[1], x.shape[2])) if b.span else None
-            ns = take((2, b.cout), stats) if self.cin else None
-            bins = b.out_bins(x.shape[2])
-            if self.cin and bins not in coefs:
-                coefs[bins] = base + per_bin * (1.0 / bins)
-            y, new_pad, new_ns = b(x, pad, ns, coefs.get(bins))
-            new.extend(s for s in (new_pad, new_ns) if s is not None)
+            y, new_pad = b(x, pad, enc_norm)
+            if new_pad is not None:
+                new.append(new_pad)
             return y
 
         x = spec[..., 0]  # (1, 2, F): one frame of the encoder's (B, 2, T, F)
@@ -332,14 +465,11 @@ class FastStep(nn.Module):
         prev = spec
         c = 3 * self.cfg.cd1
         for stage in self.stages:
-            st: list[Tensor | None] = []
-            for tcm in stage.tcms:
-                st.append(take((1, c, tcm.span)))
-                st += [take((2, c), stats), take((2, c), stats)] if self.cin else [None, None]
-            if self.cin and 1 not in coefs:
-                coefs[1] = base + per_bin
-            prev, st_new = stage(feat, prev, st, coefs.get(1))
-            new.extend(s for s in st_new if s is not None)
+            pads = [take((1, c, tcm.span)) for tcm in stage.tcms]
+            prev, new_pads = stage(feat, prev, pads, tcm_norm)
+            new += new_pads
+        if en is not None and tn is not None:
+            new[at:at] = [*en.finish(), *tn.finish()]
         return (prev, *new)
 
 
