@@ -35,6 +35,9 @@ def test_causal_tiny_has_all_figures(tiny_result):
         assert _positive(s[k]), k
     assert s["ms_per_hop_p95"] <= s["ms_per_hop_max"]
     assert s["rtf"] == pytest.approx(s["ms_per_hop_mean"] / s["hop_ms"])
+    f = r["streaming_fast_onnx"]  # the fast step in ONNX Runtime (tiny: cin, causal)
+    assert f["threads"] == 1 and f["hops"] == s["hops"] and _positive(f["ms_per_hop_mean"])
+    assert "ONNX Runtime fast step" in bm.format_table(r)
     m = r["machine"]
     assert m["cpu"] and m["torch"] and m["threads"][0] == 1
     assert m["other_load_cpus"] is None or m["other_load_cpus"] >= 0

@@ -15,6 +15,7 @@ from gagnet.export import (
     make_session,
     run_cli,
 )
+from gagnet.fast_step import FastStep
 from gagnet.streaming import NotCausalError, StreamingEnhancer
 from gagnet.train import save_weights
 
@@ -193,9 +194,25 @@ def test_cli_export(tiny, tmp_path, capsys, wave):
     assert OnnxOfflineEnhancer(tmp_path / "r.onnx").cfg.name == "tiny"
 
 
+def test_cli_export_fast(tiny, tmp_path, capsys, wave):
+    out = tmp_path / "fast.onnx"
+    weights = tmp_path / "tiny.pt"
+    save_weights(tiny.net, weights)
+    assert run_cli(["export", "--onnx", str(out), "--streaming", "--fast", "--model", str(weights)]) == 0
+    err = capsys.readouterr().err
+    assert "fast streaming step" in err
+    assert len(initial_state(out)) == len(FastStep(tiny.net).initial_state())
+    y = _stream(OnnxStreamingEnhancer(out), wave[:4000], HOP)
+    with torch.no_grad():
+        ref = tiny(torch.from_numpy(wave[:4000])).numpy()
+    assert np.abs(y[320:] - ref).max() < 1e-4
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
+        (["--fast", "--config", "tiny"], "--fast applies to --streaming"),
+        (["--streaming", "--fast", "--frames-per-step", "2", "--config", "tiny"], "one frame per step"),
         (["--streaming", "--config", "paper"], "cannot stream"),
         (["--model", "/nonexistent/m.pt"], "no such model file"),
         ([], "no default model"),

@@ -44,7 +44,7 @@ def test_fast_eager_stream_equals_offline(causal, chunk):
 def test_fast_onnx_step_equals_offline(causal, tmp_path):
     path = export_streaming(causal, tmp_path / "fast.onnx", fast=True)
     state = initial_state(path)
-    assert {s.dtype for s in state} == {np.dtype(np.float32)}  # decaying statistics: no float64
+    assert {s.dtype for s in state} == {np.dtype(np.float32), np.dtype(np.float64)}  # pads, norm state
     x = _noise(32000, seed=1)  # 200 hops
     with torch.no_grad():
         ref = causal(torch.from_numpy(x)).numpy()
@@ -57,11 +57,10 @@ def test_fast_onnx_step_equals_offline(causal, tmp_path):
 
 @pytest.mark.parametrize("tau", [20.0, None])
 def test_fast_onnx_long_stream_equals_offline(tmp_path, tau):
-    """40 s (4000 frames), far beyond the decay time: float32 moments stay exact (float64 without tau)."""
+    """40 s (4000 frames), far beyond the decay time (and without decay): the statistics stay exact."""
     model = _model("tiny", cin_tau=tau)
     path = export_streaming(model, tmp_path / "fast.onnx", fast=True)
-    want = {np.dtype(np.float32)} if tau else {np.dtype(np.float32), np.dtype(np.float64)}  # pads, moments
-    assert {s.dtype for s in initial_state(path)} == want
+    assert {s.dtype for s in initial_state(path)} == {np.dtype(np.float32), np.dtype(np.float64)}  # pads, moments
     x = _noise(16000 * 40, seed=2)
     x[: 16000 * 3] *= 30.0  # a loud start, then quieter: the statistics must follow
     with torch.no_grad():
@@ -78,11 +77,36 @@ def test_fast_step_batch_norm_config():
     assert np.abs(_stream(FastStreamingEnhancer(model), x, 160)[320:] - ref).max() < 1e-4
 
 
+@pytest.mark.parametrize("tau", [150.0, None])
+def test_fast_eager_paper_size_200_hops(tau):
+    """The batched norm state (mean, variance of all sites) starts right: 200 hops of the
+    paper-size causal model (and without decay, float64 statistics) against offline."""
+    model = _model("causal", cin_tau=tau)
+    x = _noise(32000, seed=4)
+    x[8000:16000] *= 20.0
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert np.abs(_stream(FastStreamingEnhancer(model), x, 160)[320:] - ref).max() < 1e-4
+
+
+def test_fast_onnx_60_seconds_paper_size(causal, tmp_path):
+    """60 s (6000 hops) of the paper-size causal model through the ONNX fast step."""
+    path = export_streaming(causal, tmp_path / "fast.onnx", fast=True)
+    x = _noise(16000 * 60, seed=5)
+    x[16000 * 10 : 16000 * 20] *= 30.0  # loud, then quiet again
+    with torch.no_grad():
+        ref = causal(torch.from_numpy(x)).numpy()
+    y = _stream(OnnxStreamingEnhancer(path, threads=1), x, 1600)
+    assert np.abs(y[320:] - ref).max() < 1e-4
+
+
 def test_fast_step_refusals(tmp_path):
     with pytest.raises(NotCausalError):
         FastStep(_model("tiny", norm="in").net)
     with pytest.raises(ValueError, match="fast step"):
         FastStep(_model("tiny", norm="fln").net)
+    with pytest.raises(ValueError, match="cin_prior"):
+        FastStep(_model("tiny", cin_prior=0.0).net)
     with pytest.raises(ValueError, match="one frame"):
         export_streaming(_model("tiny"), tmp_path / "x.onnx", frames_per_step=2, fast=True)
 

@@ -92,6 +92,24 @@ def test_onnx_s16_wav_equals_offline(tiny):
     assert np.abs(y - _offline(model, x16)).max() < 1e-4  # s16 quantisation is 1.5e-5
 
 
+def test_onnx_uses_the_fast_step(tiny, monkeypatch):
+    import gagnet.export as ex
+
+    seen = []
+    real = ex.export_streaming
+
+    def spy(*args, **kw):
+        seen.append(kw.get("fast"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(ex, "export_streaming", spy)
+    x = (0.1 * np.random.default_rng(3).standard_normal(4000)).astype(np.float32)
+    code, out = _run(["--model", str(tiny[1]), "--onnx"], _wav_bytes(x, 16000, "FLOAT"))
+    assert code == 0 and seen == [True]
+    y, _ = sf.read(io.BytesIO(out), dtype="float32")
+    assert np.abs(y - _offline(tiny[0], x)).max() < 1e-4
+
+
 def test_exported_onnx_model_and_raw_stereo_f32(tiny, tmp_path):
     from gagnet.export import export_streaming
 

@@ -8,7 +8,9 @@ For each model, :func:`benchmark` reports
   after a warm-up, under ``torch.inference_mode()``;
 * for causal models, streaming with :class:`~gagnet.streaming.StreamingEnhancer` fed 10 ms
   (160-sample) chunks on one thread: mean and 95th percentile milliseconds per chunk and the
-  streaming real-time factor;
+  streaming real-time factor; and the same for the fast single-frame step of
+  :mod:`gagnet.fast_step` in ONNX Runtime (``streaming_fast_onnx``), the quickest correct back
+  end, where the configuration allows it and ``onnx``/``onnxruntime`` are installed;
 * the peak resident memory of enhancing a generated 60 s, 16 kHz wav file with
   :meth:`gagnet.enhance.Enhancer.enhance_file` in a fresh process, and that process's resident
   memory just after importing and building the model, so the increment is visible;
@@ -272,6 +274,29 @@ def streaming_stats(model: WaveGaGNet, seconds: float, threads: int = 1,
     }
 
 
+def fast_onnx_streaming_stats(model: WaveGaGNet, seconds: float) -> dict[str, Any] | None:
+    """:func:`streaming_stats` of the fast single-frame step in ONNX Runtime, 1 thread.
+
+    That is the quickest correct streaming back end (see ``benchmarks/streaming_backends.py``);
+    None when it does not apply: a configuration :mod:`gagnet.fast_step` cannot build, or
+    ``onnx`` / ``onnxruntime`` not installed.
+    """
+    from .fast_step import fast_step_supported
+
+    if not fast_step_supported(model.cfg):
+        return None
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return None
+    from .export import OnnxStreamingEnhancer, export_streaming
+
+    with tempfile.TemporaryDirectory() as d:
+        path = export_streaming(model, Path(d) / "fast_step.onnx", fast=True)
+        return streaming_stats(model, seconds, threads=1, enhancer=lambda: OnnxStreamingEnhancer(path, threads=1))
+
+
 # ----------------------------------------------------------------------------- memory
 # Runs in the probe process: import, build the model, note the resident memory, enhance the file.
 _PROBE = r"""
@@ -425,6 +450,7 @@ def benchmark(cfg_or_model: Any, seconds: float = 10.0, memory: bool = True, *,
         one = offline_rtf(model, seconds, 1, runs)
         every = one if n_all == 1 else offline_rtf(model, seconds, n_all, runs)
         streaming = streaming_stats(model, seconds, threads=1) if cfg.causal else None
+        fast = fast_onnx_streaming_stats(model, seconds) if cfg.causal else None
     finally:
         _monitor = None
     info["other_load_cpus"] = monitor.cpus
@@ -444,7 +470,8 @@ def benchmark(cfg_or_model: Any, seconds: float = 10.0, memory: bool = True, *,
             "rtf_all_threads": every["rtf"],
             "threads_all": n_all,
         },
-        "streaming": streaming,
+        "streaming": streaming,  # PyTorch eager StreamingEnhancer
+        "streaming_fast_onnx": fast,  # the fast step in ONNX Runtime (None where it does not apply)
         "memory": peak_memory(model, checkpoint, memory_seconds) if memory else None,
         "machine": info,
     }
@@ -487,6 +514,12 @@ def format_table(rows: list[dict[str, Any]] | dict[str, Any]) -> str:
                  f"mean {s['ms_per_hop_mean']:.2f}, p95 {s['ms_per_hop_p95']:.2f}  ({s['hops']} hops)"),
                 ("streaming real-time factor, 1 thread", f"{s['rtf']:.3f}"),
             ]
+            f = r.get("streaming_fast_onnx")
+            if f is not None:
+                items += [
+                    (f"streaming ms per {f['hop_ms']:g} ms hop, 1 thread, ONNX Runtime fast step",
+                     f"mean {f['ms_per_hop_mean']:.2f}, p95 {f['ms_per_hop_p95']:.2f}  (RTF {f['rtf']:.3f})"),
+                ]
         load = r.get("machine", {}).get("other_load_cpus")
         if load is not None:
             stolen = r["machine"].get("stolen_cpus") or 0.0

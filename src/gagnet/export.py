@@ -176,8 +176,9 @@ def export_streaming(model: WaveGaGNet | GaGNet, path: str | os.PathLike, frames
 
     ``fast=True`` exports :class:`~gagnet.fast_step.FastStep` instead (one frame per step only,
     norms "cin" or "bn"): the same contract and output, with a different, smaller state
-    layout (float32 norm statistics when ``cin_tau`` is set) and several times fewer
-    operations per step; :class:`OnnxStreamingEnhancer` runs either.
+    layout (one float64 mean and variance vector for all encoder norms and one for all S-TCM
+    norms) and several times fewer operations per step; :class:`OnnxStreamingEnhancer` runs
+    either. ``gagnet export --streaming --fast`` writes it.
     """
     net = _gagnet(model)
     cfg = net.cfg
@@ -434,16 +435,21 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise ValueError(f"--frames-per-step must be 0 (any) or positive, got {args.frames_per_step}")
         if args.frames_per_step != 1 and not args.streaming:
             raise ValueError("--frames-per-step applies to --streaming graphs only")
+        if args.fast and not args.streaming:
+            raise ValueError("--fast applies to --streaming graphs only")
+        if args.fast and args.frames_per_step != 1:
+            raise ValueError("--fast takes exactly one frame per step (--frames-per-step 1)")
         model = load_for_cli(args.model, args.config, "export")
         out = Path(os.path.expanduser(args.onnx))
         if out.is_dir():
             raise ValueError(f"--onnx {out}: is a folder; give a file name such as model.onnx")
         if args.streaming:
             k = args.frames_per_step or None
-            export_streaming(model, out, frames_per_step=k, opset=args.opset)
-            n_state = len(initial_state(model))
+            export_streaming(model, out, frames_per_step=k, opset=args.opset, fast=args.fast)
+            n_state = len(initial_state(out))
             lat = model.cfg.latency_samples + (0 if k is None else k - 1) * model.cfg.hop_length
-            what = (f"streaming step, {'any number of' if k is None else k} frame(s) per call, {n_state} state "
+            kind = "fast streaming step" if args.fast else "streaming step"
+            what = (f"{kind}, {'any number of' if k is None else k} frame(s) per call, {n_state} state "
                     f"tensors, latency {lat} samples ({1000 * lat / model.cfg.sample_rate:g} ms)")
         else:
             export_offline(model, out, opset=args.opset)
@@ -467,6 +473,9 @@ def register(sub: Any) -> None:
     p.add_argument("--streaming", action="store_true", help="single-step streaming graph with explicit state")
     p.add_argument("--frames-per-step", type=int, default=1, metavar="K",
                    help="frames per streaming step (default 1 = 10 ms; 0 = any number per call)")
+    p.add_argument("--fast", action="store_true",
+                   help="with --streaming: export the fast single-frame step (gagnet.fast_step; causal models with "
+                   "norm cin or bn, one frame per step): same output, a smaller state, several times faster")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", metavar="NAME|PATH", default=None,
                      help="shipped model name, or a model.pt / .ckpt from `gagnet train`")

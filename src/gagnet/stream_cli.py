@@ -226,7 +226,11 @@ def make_processor_factory(model_arg: str | None, config: str | None, onnx: bool
     if onnx:
         from .export import OnnxStreamingEnhancer, export_streaming, make_session
 
-        path = export_streaming(model, os.path.join(tmpdir, "step.onnx"), frames_per_step=1)
+        from .fast_step import fast_step_supported
+
+        # the fast step is the quickest correct back end wherever it applies
+        path = export_streaming(model, os.path.join(tmpdir, "step.onnx"), frames_per_step=1,
+                                fast=fast_step_supported(model.cfg))
         session = make_session(path, threads)
         return (lambda: DelayCompensated(OnnxStreamingEnhancer(session))), model.cfg.sample_rate
     StreamingEnhancer(model)  # raises NotCausalError early
@@ -361,7 +365,9 @@ def register(sub: Any) -> None:
                      "from `gagnet export --streaming`")
     src.add_argument("--config", metavar="NAME", default=None,
                      help="causal preset with RANDOM weights, for testing and timing")
-    p.add_argument("--onnx", action="store_true", help="run the network with ONNX Runtime (exported on the fly)")
+    p.add_argument("--onnx", action="store_true",
+                   help="run the network with ONNX Runtime (exported on the fly; the fast step of gagnet.fast_step "
+                   "where the model allows it)")
     p.add_argument("--raw", action="store_true", help="raw interleaved PCM instead of WAV, in and out")
     p.add_argument("--rate", type=int, default=None, help="raw input sample rate (default 16000)")
     p.add_argument("--channels", type=int, default=None, help="raw input channels (default 1)")
