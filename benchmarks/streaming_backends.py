@@ -7,7 +7,7 @@ each with 1 and 2 threads, plus the offline real-time factor, all in the same ru
 end is also checked against offline processing (max abs difference of the waveforms). Not a test.
 
     python benchmarks/streaming_backends.py [--config causal | --model FILE] [--seconds 3]
-        [--threads 1 2] [--no-compile] [--check-seconds 10] [--json OUT]
+        [--threads 1 2] [--no-compile] [--check-seconds 10] [--baseline-onnx OLD.onnx] [--json OUT]
 """
 from __future__ import annotations
 
@@ -31,7 +31,19 @@ from gagnet.streaming import StreamingEnhancer
 log = logging.getLogger("streaming_backends")
 
 
-def _backends(model: WaveGaGNet, tmp: Path, threads: int, compile: bool) -> dict[str, Callable[[], Any]]:
+class TorchFramedOnnx(OnnxStreamingEnhancer):
+    """:class:`OnnxStreamingEnhancer` with the torch signal path of ``StreamingEnhancer`` (as before
+    :mod:`gagnet.np_framing`): the baseline of ``--baseline-onnx``."""
+
+    reset = StreamingEnhancer.reset
+    process = StreamingEnhancer.process
+    flush = StreamingEnhancer.flush
+    _run_frames = StreamingEnhancer._run_frames
+    _take = StreamingEnhancer._take
+
+
+def _backends(model: WaveGaGNet, tmp: Path, threads: int, compile: bool,
+              baseline: str | None = None) -> dict[str, Callable[[], Any]]:
     step = tmp / "step.onnx"
     fast = tmp / "fast.onnx"
     if not step.exists():
@@ -44,6 +56,8 @@ def _backends(model: WaveGaGNet, tmp: Path, threads: int, compile: bool) -> dict
     if compile:
         out["torch.compile, FastStep"] = lambda: FastStreamingEnhancer(model, compile=True)
     out["ONNX Runtime, step graph"] = lambda: OnnxStreamingEnhancer(step, threads=threads)
+    if baseline:
+        out["ONNX Runtime, baseline graph, torch signal path"] = lambda: TorchFramedOnnx(baseline, threads=threads)
     out["ONNX Runtime, fast step"] = lambda: OnnxStreamingEnhancer(fast, threads=threads)
     return out
 
@@ -60,7 +74,8 @@ def max_error(model: WaveGaGNet, make: Callable[[], Any], seconds: float) -> flo
     return float(np.abs(y[lat : lat + len(x)] - ref).max())
 
 
-def run(model: WaveGaGNet, seconds: float, threads: list[int], compile: bool, check_seconds: float) -> dict[str, Any]:
+def run(model: WaveGaGNet, seconds: float, threads: list[int], compile: bool, check_seconds: float,
+        baseline: str | None = None) -> dict[str, Any]:
     """Time every back end at every thread count; returns a JSON-able dict."""
     monitor = _Interference()
     rows = []
@@ -69,7 +84,7 @@ def run(model: WaveGaGNet, seconds: float, threads: list[int], compile: bool, ch
         with monitor:
             offline = {t: offline_rtf(model, seconds, t)["rtf"] for t in threads}
         for t in threads:
-            for name, make in _backends(model, tmp, t, compile).items():
+            for name, make in _backends(model, tmp, t, compile, baseline).items():
                 t0 = time.perf_counter()
                 with monitor:
                     s = streaming_stats(model, seconds, threads=t, enhancer=make)
@@ -79,7 +94,7 @@ def run(model: WaveGaGNet, seconds: float, threads: list[int], compile: bool, ch
         errors = {}
         if check_seconds > 0:
             torch.set_num_threads(1)
-            for name, make in _backends(model, tmp, 1, compile).items():
+            for name, make in _backends(model, tmp, 1, compile, baseline).items():
                 errors[name] = max_error(model, make, check_seconds)
     return {"machine": machine_line(), "seconds": seconds, "offline_rtf": offline, "rows": rows,
             "max_abs_error_vs_offline": errors, "check_seconds": check_seconds,
@@ -113,6 +128,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (it takes a minute)")
     p.add_argument("--check-seconds", type=float, default=10.0, help="length of the equality check (0: skip)")
+    p.add_argument("--baseline-onnx", default=None, metavar="FILE",
+                   help="also time this streaming graph (e.g. one exported by an earlier version, same weights) "
+                   "with the torch signal path StreamingEnhancer used before gagnet.np_framing")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -123,7 +141,7 @@ def main() -> None:
     else:
         torch.manual_seed(0)
         model = WaveGaGNet(GaGNet(get_config(args.config))).eval()
-    res = run(model, args.seconds, args.threads, not args.no_compile, args.check_seconds)
+    res = run(model, args.seconds, args.threads, not args.no_compile, args.check_seconds, args.baseline_onnx)
     print(format_table(res))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
