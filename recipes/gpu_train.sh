@@ -13,6 +13,7 @@ import sys, yaml
 print(yaml.safe_load(open(sys.argv[1]))["out_dir"])
 PY
 )
+for arg in "$@"; do [[ $arg == out_dir=* ]] && RUN=${arg#out_dir=}; done
 mkdir -p "$OUT"
 if compgen -G "$PACK/wheels/*.whl" >/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
