@@ -225,7 +225,6 @@ def make_processor_factory(model_arg: str | None, config: str | None, onnx: bool
                              "stream; use `gagnet enhance` for it")
     if onnx:
         from .export import OnnxStreamingEnhancer, export_streaming, make_session
-
         from .fast_step import fast_step_supported
 
         # the fast step is the quickest correct back end wherever it applies

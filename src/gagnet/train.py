@@ -153,15 +153,14 @@ def make_module(cfg: TrainConfig):
 
 def _intrusive_scores(examples: list[dict[str, Any]], sample_rate: int) -> dict[str, float]:
     """Mean WB-PESQ and STOI (%) of a few validation clips, with the noisy baseline."""
+    import importlib.util
+
     from .metrics.intrusive import pesq_wb, stoi
 
-    try:
-        import pesq  # noqa: F401  (optional on training machines; STOI alone is logged without it)
-    except ImportError:
-        pesq_wb = None  # noqa: F811
+    has_pesq = importlib.util.find_spec("pesq") is not None  # optional on training machines: STOI alone then
     out: dict[str, float] = {}
     for key in ("enhanced", "noisy"):
-        p = [pesq_wb(e["clean"], e[key]) for e in examples] if pesq_wb else []
+        p = [pesq_wb(e["clean"], e[key]) for e in examples] if has_pesq else []
         s = [stoi(e["clean"], e[key]) for e in examples]
         p = [v for v in p if math.isfinite(v)]
         suffix = "" if key == "enhanced" else "_noisy"
