@@ -65,7 +65,18 @@ class CumulativeInstanceNorm(nn.Module):
             per_frame = 1
             s1 = x.double()
             s2 = s1 * s1
-        count, c1, c2 = self._decayed_sums(torch.full_like(s1, float(per_frame)), s1, s2, state)
+        if self.decay == 1.0:
+            c1 = torch.cumsum(s1, dim=-1)
+            c2 = torch.cumsum(s2, dim=-1)
+            count = per_frame * torch.arange(1, x.shape[2] + 1, device=x.device, dtype=torch.float64)
+            if state is not None:
+                count = count + state[..., 0:1]
+                c1 = c1 + state[..., 1:2]
+                c2 = c2 + state[..., 2:3]
+            else:
+                count = count.expand_as(c1)
+        else:
+            count, c1, c2 = self._decayed_sums(torch.full_like(s1, float(per_frame)), s1, s2, state)
         new_state = torch.stack((count[..., -1], c1[..., -1], c2[..., -1]), dim=-1)
         pseudo = self.prior * per_frame  # prior observations: mean 0, second moment 1
         mean = c1 / (count + pseudo)
@@ -80,11 +91,10 @@ class CumulativeInstanceNorm(nn.Module):
     def _decayed_sums(self, n: Tensor, s1: Tensor, s2: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """Exponentially weighted running sums ``c_t = decay * c_{t-1} + s_t`` of (B, C, T) float64
         inputs, from ``state`` (or zeros): cumulative sums rescaled by ``decay ** -k``, in chunks
-        short enough that the rescaling cannot overflow (one chunk, plain cumulative sums, when
-        nothing decays)."""
+        short enough that the rescaling cannot overflow."""
         sums = torch.stack((n, s1, s2), dim=-1)  # (B, C, T, 3)
         carry = state if state is not None else torch.zeros_like(sums[:, :, 0])
-        chunk = max(1, sums.shape[2] if self.decay == 1.0 else min(512, int(30.0 * self.tau)))
+        chunk = max(1, min(512, int(30.0 * (self.tau or 1.0))))
         k = torch.arange(chunk, device=sums.device, dtype=torch.float64)
         grow, shrink = self.decay ** -k, self.decay ** k  # (chunk,)
         outs = []
