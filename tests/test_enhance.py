@@ -477,6 +477,32 @@ def test_models_none_shipped(capsys):
         assert "No model is shipped yet" in out
 
 
+@pytest.mark.parametrize("name", sorted(pretrained.available()) or [None])
+def test_every_shipped_model_loads_streams_and_is_labelled(name):
+    """Each shipped file loads as a causal model whose stream equals its offline output; a
+    placeholder says so in its name and card and is never the default."""
+    if name is None:
+        pytest.skip("no model is shipped")
+    from gagnet.streaming import StreamingEnhancer
+
+    info = pretrained.card(name)
+    assert info["summary"] and "\n" not in info["summary"]
+    if "placeholder" in name or "PLACEHOLDER" in info["summary"]:
+        assert "placeholder" in name and "PLACEHOLDER" in info["summary"]
+        assert pretrained.DEFAULT_MODEL != name
+    assert pretrained.resolve(name).stat().st_size <= 25 * 2**20
+    model = load_model(name)
+    torch.manual_seed(0)
+    x = 0.1 * torch.randn(4000)
+    with torch.no_grad():
+        offline = model(x)
+    assert torch.isfinite(offline).all() and offline.shape == x.shape
+    stream = StreamingEnhancer(model)
+    out = torch.cat([stream.process(x[i:i + 333]) for i in range(0, len(x), 333)] + [stream.flush()])
+    d = stream.latency_samples
+    assert (out[d:d + len(x)] - offline).abs().max() < 1e-4
+
+
 def test_from_pretrained_without_default(monkeypatch):
     monkeypatch.setattr(pretrained, "DEFAULT_MODEL", None)
     with pytest.raises(ModelError, match="no default model is shipped yet; pass --model PATH"):

@@ -116,6 +116,7 @@ class StreamingEnhancer:
         self._seen = 0
         self._given = 0
         self._frames = 0
+        self._as_numpy = True  # flush()'s output type follows the last chunk's
 
     # -- frames --------------------------------------------------------------------------
     @torch.no_grad()
@@ -152,7 +153,7 @@ class StreamingEnhancer:
     # -- public --------------------------------------------------------------------------
     def process(self, chunk: np.ndarray | Tensor) -> np.ndarray | Tensor:
         """Feed samples; get the same number of (delayed) enhanced samples back."""
-        is_np = not isinstance(chunk, Tensor)
+        is_np = self._as_numpy = not isinstance(chunk, Tensor)
         x = torch.as_tensor(np.asarray(chunk, dtype=np.float32) if is_np else chunk, device=self.device).float()
         if x.dim() != 1:
             raise ValueError(f"expected a 1-D chunk of samples, got shape {tuple(x.shape)}")
@@ -165,8 +166,10 @@ class StreamingEnhancer:
         self._given += out.numel()
         return out.cpu().numpy() if is_np else out
 
-    def flush(self, as_numpy: bool = True) -> np.ndarray | Tensor:
-        """Finish the stream: the remaining ``latency_samples`` samples of output."""
+    def flush(self, as_numpy: bool | None = None) -> np.ndarray | Tensor:
+        """Finish the stream: the remaining ``latency_samples`` samples of output, as numpy or
+        a tensor like the last chunk given (``as_numpy`` overrides; numpy if none was given)."""
+        as_numpy = self._as_numpy if as_numpy is None else as_numpy
         cfg = self.cfg
         need = cfg.frames(self._seen) + self._delay_frames - self._frames
         if need > 0:
