@@ -156,7 +156,7 @@ def test_api_silence_dc_clipped_finite(enhancer, name):
 class _LaggingFIR:
     """A causal test processor y[t] = 0.5 x[t] + 0.25 x[t-1] whose output lags by varying amounts."""
 
-    def __init__(self, model=None, block_seconds=None):
+    def __init__(self, model=None, block_seconds=None, session=None):
         self.prev = np.float32(0.0)
         self.held = np.zeros(0, np.float32)
         self.calls = 0
@@ -224,8 +224,8 @@ def test_interrupt_leaves_no_file(tmp_path, enhancer, monkeypatch):
     real = enh_mod._make_processor
 
     class Boom:
-        def __init__(self, model, block_seconds):
-            self.inner, self.calls = real(model, block_seconds), 0
+        def __init__(self, model, block_seconds, session=None):
+            self.inner, self.calls = real(model, block_seconds, session), 0
 
         def process(self, chunk):
             self.calls += 1
@@ -579,3 +579,47 @@ def test_load_model_errors(tmp_path, tiny_net):
         assert needle in str(e.value) and "\n" not in str(e.value), (name, str(e.value))
     with pytest.raises(ModelError, match="unknown model 'no-such-name'"):
         load_model("no-such-name")
+
+
+# --------------------------------------------------------------------------- onnx back end
+@pytest.mark.parametrize("norm", ["cin", "in"])
+def test_onnx_backend_matches_torch_and_caches(tmp_path, monkeypatch, norm):
+    """The ONNX Runtime back end gives the PyTorch output (causal: state carried across
+    blocks; non-causal: the same overlapping blocks) and exports each model only once."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("GAGNET_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(1)
+    model = WaveGaGNet(GaGNet(get_config("tiny", norm=norm))).eval()
+    x = (0.1 * np.random.default_rng(3).standard_normal((2, 7001))).astype(np.float32)
+    ref = Enhancer(model, block_seconds=0.2).enhance(x, 22050)
+    fast = Enhancer(model, block_seconds=0.2, backend="onnx")
+    out = fast.enhance(x, 22050)
+    assert out.shape == x.shape and np.abs(out - ref).max() < 1e-4
+    cached = sorted((tmp_path / "cache" / "onnx").glob("*.onnx"))
+    assert len(cached) == 1 and cached[0].name.startswith("streaming" if norm == "cin" else "offline")
+    stamp = cached[0].stat().st_mtime_ns
+    again = Enhancer(model, block_seconds=0.2, backend="onnx").enhance(x, 22050)
+    np.testing.assert_array_equal(again, out)
+    assert sorted((tmp_path / "cache" / "onnx").glob("*")) == cached and cached[0].stat().st_mtime_ns == stamp
+
+
+def test_onnx_backend_refusals(tiny_net):
+    with pytest.raises(ValueError, match="backend must be one of torch, onnx"):
+        Enhancer(WaveGaGNet(tiny_net), backend="tensorrt")
+    with pytest.raises(ValueError, match="the onnx back end runs on the CPU"):
+        Enhancer(WaveGaGNet(tiny_net), device="cuda", backend="onnx")
+
+
+def test_cli_backend_onnx(tmp_path, monkeypatch, capsys, model_pt):
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("GAGNET_CACHE", str(tmp_path / "cache"))
+    src = tmp_path / "in.flac"
+    sf.write(str(src), (0.1 * np.random.default_rng(5).standard_normal(12000)).astype(np.float32), 16000,
+             subtype="PCM_24")
+    outs = {}
+    for backend in ("torch", "onnx"):
+        rc, _, err = _cli(capsys, src, "-o", tmp_path / backend, "--model", model_pt, "--backend", backend)
+        assert rc == 0 and err == ""
+        outs[backend], sr = sf.read(str(tmp_path / backend / "in.flac"), dtype="float32")
+    assert np.abs(outs["onnx"] - outs["torch"]).max() < 1e-4

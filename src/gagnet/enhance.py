@@ -56,10 +56,64 @@ class EnhanceError(ValueError):
     """Input the enhancer cannot process; the message is one line."""
 
 
+#: Back ends of :class:`Enhancer`: PyTorch, or ONNX Runtime on a graph exported once and cached.
+BACKENDS = ("torch", "onnx")
+
+
 # --------------------------------------------------------------------------- block processor
-def _make_processor(model: WaveGaGNet, block_seconds: float) -> Any:
-    device = next(model.parameters()).device
-    return make_block_processor(model, block_seconds=block_seconds, device=device)
+def _make_processor(model: WaveGaGNet, block_seconds: float, session: Any = None) -> Any:
+    """The per-channel block processor; with an ONNX Runtime ``session`` its graph runs the network."""
+    if session is None:
+        device = next(model.parameters()).device
+        return make_block_processor(model, block_seconds=block_seconds, device=device)
+    from .export import OnnxOfflineEnhancer, OnnxStreamingEnhancer
+    from .streaming import DelayCompensated, OverlapBlockProcessor
+
+    if model.cfg.causal:
+        return DelayCompensated(OnnxStreamingEnhancer(session))
+    return OverlapBlockProcessor(model, block_seconds, enhance_fn=OnnxOfflineEnhancer(session).enhance)
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("GAGNET_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gagnet")
+    return Path(base) / "onnx"
+
+
+def onnx_session(model: WaveGaGNet, threads: int | None = None) -> Any:
+    """An ONNX Runtime session running ``model``'s network, exported on first use and cached.
+
+    Causal models get the streaming graph with a dynamic frame count (state carried between
+    blocks), others the offline graph. The cache (``$GAGNET_CACHE``, else
+    ``~/.cache/gagnet``) is keyed by a hash of the config, the weights and the versions of
+    gagnet and torch; a file is written under a temporary name and renamed when complete.
+    """
+    import hashlib
+    import json
+
+    from . import __version__
+    from .export import export_offline, export_streaming, make_session
+
+    net = model.net if isinstance(model, WaveGaGNet) else model
+    h = hashlib.sha256(json.dumps([net.cfg.to_dict(), __version__, torch.__version__]).encode())
+    for k, v in net.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
+    kind = "streaming" if net.cfg.causal else "offline"
+    path = _cache_dir() / f"{kind}-{h.hexdigest()[:20]}.onnx"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
+        logger.info("exporting the network to ONNX (once per model): %s", path)
+        try:
+            if net.cfg.causal:
+                export_streaming(model, tmp, frames_per_step=None)
+            else:
+                export_offline(model, tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return make_session(path, threads, low_memory=True)
 
 
 # --------------------------------------------------------------------------- signal path
@@ -71,11 +125,12 @@ class _Pipeline:
     number of input frames.
     """
 
-    def __init__(self, model: WaveGaGNet, sample_rate: int, channels: int, block_seconds: float) -> None:
+    def __init__(self, model: WaveGaGNet, sample_rate: int, channels: int, block_seconds: float,
+                 session: Any = None) -> None:
         self.rate = int(sample_rate)
         self.model_rate = int(model.cfg.sample_rate)
         self.channels = int(channels)
-        self.procs = [_make_processor(model, block_seconds) for _ in range(self.channels)]
+        self.procs = [_make_processor(model, block_seconds, session) for _ in range(self.channels)]
         same = self.rate == self.model_rate
         kw = dict(num_channels=self.channels, dtype="float32", quality="HQ")
         self.down = None if same else soxr.ResampleStream(self.rate, self.model_rate, **kw)
@@ -141,12 +196,19 @@ class Enhancer:
     >>> enh.enhance_file("noisy.flac", "clean.flac")              # doctest: +SKIP
     """
 
-    def __init__(self, model: WaveGaGNet, device: str | torch.device = "cpu", block_seconds: float = 30.0) -> None:
+    def __init__(self, model: WaveGaGNet, device: str | torch.device = "cpu", block_seconds: float = 30.0,
+                 backend: str = "torch", threads: int | None = None) -> None:
         if not block_seconds > 0 or not math.isfinite(block_seconds):
             raise ValueError(f"block_seconds must be a positive number, got {block_seconds}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.device = torch.device(device)
+        if backend == "onnx" and self.device.type != "cpu":
+            raise ValueError("the onnx back end runs on the CPU; use backend='torch' for a GPU")
         self.model = model.to(self.device).eval()
         self.block_seconds = float(block_seconds)
+        self.backend = backend
+        self._session = onnx_session(self.model, threads) if backend == "onnx" else None
 
     @classmethod
     def from_pretrained(
@@ -154,18 +216,25 @@ class Enhancer:
         name_or_path: str | os.PathLike | None = None,
         device: str | torch.device = "cpu",
         block_seconds: float = 30.0,
+        backend: str = "torch",
+        threads: int | None = None,
     ) -> "Enhancer":
-        """Load a shipped model by name, or a ``.pt``/``.ckpt`` file (see :func:`gagnet.pretrained.load_model`)."""
+        """Load a shipped model by name, or a ``.pt``/``.ckpt`` file (see :func:`gagnet.pretrained.load_model`).
+
+        ``backend="onnx"`` runs the network in ONNX Runtime (CPU; exported once and cached),
+        about twice as fast as PyTorch on a CPU; ``threads`` is its thread count (None: all cores).
+        """
         from .pretrained import load_model
 
-        return cls(load_model(name_or_path, device), device=device, block_seconds=block_seconds)
+        return cls(load_model(name_or_path, device), device=device, block_seconds=block_seconds,
+                   backend=backend, threads=threads)
 
     @property
     def sample_rate(self) -> int:
         return int(self.model.cfg.sample_rate)
 
     def _pipeline(self, sample_rate: int, channels: int) -> _Pipeline:
-        return _Pipeline(self.model, sample_rate, channels, self.block_seconds)
+        return _Pipeline(self.model, sample_rate, channels, self.block_seconds, self._session)
 
     def _chunk_frames(self, sample_rate: int) -> int:
         return max(1, int(round(min(READ_SECONDS, self.block_seconds) * sample_rate)))
@@ -488,10 +557,17 @@ def cmd_enhance(args: argparse.Namespace) -> int:
             _err(f"-o {out_dir}: cannot create the output folder ({one_line(e.strerror or e)})")
             return 1
 
+    if args.backend == "onnx" and device.type != "cpu":
+        _err("--backend onnx runs on the CPU; use --backend torch with --device cuda")
+        return 2
     try:
-        enhancer = Enhancer.from_pretrained(args.model, device=args.device, block_seconds=args.block_seconds)
+        enhancer = Enhancer.from_pretrained(args.model, device=args.device, block_seconds=args.block_seconds,
+                                            backend=args.backend)
     except ModelError as e:
         _err(str(e))
+        return 2
+    except ImportError as e:
+        _err(f"--backend onnx needs onnx and onnxruntime (pip install 'gagnet[export]'): {e}")
         return 2
 
     inputs = frozenset(f.path.resolve() for f in found.files)
@@ -551,6 +627,9 @@ def register(sub: Any) -> None:
     p.add_argument("--model", metavar="NAME|PATH", default=None,
                    help="shipped model name (see `gagnet models`), or a model.pt / .ckpt from `gagnet train`")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="run the network in PyTorch (default) or ONNX Runtime (CPU only, about twice as fast; "
+                   "the graph is exported on first use and cached in ~/.cache/gagnet)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     p.add_argument("--plot", action="store_true",
                    help="also write <output stem>.png with noisy and enhanced spectrograms "

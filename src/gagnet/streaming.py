@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -213,13 +213,16 @@ class OverlapBlockProcessor:
     Blocks of ``block_seconds`` are enhanced offline with ``overlap_seconds`` of shared
     context on each side, and joined with a linear cross-fade inside the overlap. Inputs
     and outputs are 16 kHz float32 numpy arrays; all outputs together have the input's length.
+    ``enhance_fn`` (a whole block (N,) -> (N,)) replaces the PyTorch model, e.g. an ONNX graph.
     """
 
     def __init__(self, model: WaveGaGNet, block_seconds: float = 30.0, overlap_seconds: float = 1.0,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu",
+                 enhance_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         sr = model.cfg.sample_rate
         self.model = model.to(device).eval()
         self.device = torch.device(device)
+        self._enhance_fn = enhance_fn  # (N,) float32 -> (N,): another runtime for the network
         self.block = int(block_seconds * sr)
         self.overlap = min(int(overlap_seconds * sr), self.block // 2)
         self._buf = np.zeros(0, dtype=np.float32)
@@ -228,6 +231,8 @@ class OverlapBlockProcessor:
 
     @torch.no_grad()
     def _enhance(self, x: np.ndarray) -> np.ndarray:
+        if self._enhance_fn is not None:
+            return np.asarray(self._enhance_fn(np.ascontiguousarray(x)), dtype=np.float32)
         return self.model(torch.from_numpy(np.ascontiguousarray(x)).to(self.device)).cpu().numpy()
 
     def _emit(self, final: bool) -> np.ndarray:
