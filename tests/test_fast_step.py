@@ -115,3 +115,19 @@ def test_weights_untouched(causal):
     before = {k: v.clone() for k, v in causal.state_dict().items()}
     FastStep(causal.net)
     assert all(torch.equal(before[k], v) for k, v in causal.state_dict().items())
+
+
+def test_fast_onnx_prelu_slopes_outside_unit_interval(tmp_path):
+    """Encoder PReLU slopes outside [0, 1] (trained weights have them) take the exact
+    relu + w min(x, 0) form in the graph instead of max(x, w x): still equal to offline."""
+    model = _model("tiny")
+    enc = model.net.encoder
+    with torch.no_grad():
+        enc.layers[0].entry.act.weight.uniform_(-0.5, 1.5)
+        enc.exit.act.weight.fill_(-0.2)
+    path = export_streaming(model, tmp_path / "fast.onnx", fast=True)
+    x = _noise(32000, seed=6)  # 200 hops
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    y = _stream(OnnxStreamingEnhancer(path, threads=1), x, 160)
+    assert np.abs(y[320:] - ref).max() < 1e-4

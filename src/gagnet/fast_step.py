@@ -4,9 +4,11 @@
 one STFT frame, with all state explicit, but in a form meant for ONNX Runtime (few, cheap
 nodes) and for eager or compiled PyTorch:
 
-* everything is 1-D: one frame of the 2-D encoder is (1, C, F) and its causal gated convs
-  become 1-D convs over ``[past frames; current frame]`` stacked along channels; the S-TCM
-  part is (1, channels, 1);
+* one frame of the 2-D encoder is (F, C), bins by channels, and every encoder conv is a
+  gather of the rows its taps read plus one matrix product with a constant (taps * Cin, Cout)
+  weight (see :class:`_Block`), which ONNX Runtime packs once; causal gated convs read
+  ``[past frames, current frame]`` side by side along channels. The S-TCM part is
+  (1, channels, 1), where ONNX Runtime's Conv is a plain matrix-vector product;
 * in each glance-gaze module the parallel work runs as one op: the four gated input convs
   (glance and gaze, main and gate) are one conv, the three S-TCM stacks (glance, gaze real,
   gaze imaginary) are grouped convs with ``groups=3`` (weights reordered exactly), and the
@@ -78,56 +80,66 @@ class _Norm(nn.Module):
 
 
 class _Block(nn.Module):
-    """A ConvBlock of the encoder for one frame: conv (gated or not), norm, PReLU.
+    """A ConvBlock of the encoder for one frame, channels last: conv (gated or not), norm, PReLU.
 
-    ``span`` past frames of the input are carried (gated convs with time kernel > 1).
+    A frame is (F, C), bins by channels. The conv gathers, for every output bin, the input
+    rows its taps read, side by side: ``cols`` (F', taps * Cin); then one matrix product with
+    the weights stored as (taps * Cin, Cout) gives (F', Cout). ONNX Runtime packs such a
+    constant right-hand matrix once; its Conv (im2col and packing per call) ran these small
+    convs 1.5-4 times slower. A transposed conv reads an extra zero row for the taps
+    that fall between input bins (about half of them at stride 2). ``span`` past frames of the
+    input are carried (gated convs with time kernel > 1), side by side with the current one.
     """
 
-    def __init__(self, block: ConvBlock) -> None:
+    def __init__(self, block: ConvBlock, f_in: int) -> None:
         super().__init__()
         layer = block.conv
         self.gated = isinstance(layer, GatedConv2d)
         conv = layer.conv if self.gated else layer
         w = conv.weight.detach()
-        if isinstance(conv, nn.ConvTranspose2d):  # (Cin, Cout, 1, kf)
-            self.transposed = True
+        kf, stride = w.shape[3], conv.stride[1]
+        self.transposed = isinstance(conv, nn.ConvTranspose2d)
+        if self.transposed:  # (Cin, Cout, 1, kf); output bin o reads input bin (o - j) / stride by tap j
             self.span = 0
-            self.weight = nn.Parameter(w[:, :, 0].clone(), requires_grad=False)
-        else:  # (Cout, Cin, kt, kf) -> (Cout, kt * Cin, kf), channel blocks oldest frame first
-            self.transposed = False
-            kt = w.shape[2]
-            self.span = kt - 1
-            self.weight = nn.Parameter(w.permute(0, 2, 1, 3).reshape(w.shape[0], -1, w.shape[3]).clone(),
-                                       requires_grad=False)
-        self.bias = nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
-        self.stride = conv.stride[1]
-        self.cin = w.shape[0] if self.transposed else w.shape[1]
-        self.cout = self.bias.shape[0] // (2 if self.gated else 1)
-        self.kf = w.shape[3]
+            self.cin = w.shape[0]
+            self.f_out = (f_in - 1) * stride + kf
+            weight = w[:, :, 0].permute(2, 0, 1).reshape(kf * self.cin, -1)  # row j * Cin + ci
+            o = torch.arange(self.f_out)[:, None] - torch.arange(kf)
+            idx = torch.where((o >= 0) & (o % stride == 0) & (o // stride < f_in), o // stride, f_in)
+            self.register_buffer("zero_row", torch.zeros(1, self.cin))
+        else:  # (Cout, Cin, kt, kf); the window holds kt frames, oldest first: row (j * kt + t) * Cin + ci
+            self.span = w.shape[2] - 1
+            self.cin = w.shape[1]
+            self.f_out = (f_in - kf) // stride + 1
+            weight = w.permute(3, 2, 1, 0).reshape(kf * w.shape[2] * self.cin, -1)
+            idx = torch.arange(self.f_out)[:, None] * stride + torch.arange(kf)
+        self.register_buffer("idx", idx.reshape(-1))
+        self.weight = nn.Parameter(weight.float().contiguous(), requires_grad=False)
+        self.bias = nn.Parameter(conv.bias.detach().float().clone(), requires_grad=False)
         self.norm = _Norm([block.norm])
         self.prelu = nn.Parameter(block.act.weight.detach().clone(), requires_grad=False)
+        self.prelu_as_max = bool(((self.prelu >= 0) & (self.prelu <= 1)).all())
 
-    def out_bins(self, f: int) -> int:
-        """Output bins for ``f`` input bins."""
-        return (f - 1) * self.stride + self.kf if self.transposed else (f - self.kf) // self.stride + 1
+    def act(self, h: Tensor) -> Tensor:
+        """PReLU of (F, C) as ``max(h, w h)`` (exact for slopes in [0, 1]) or ``relu(h) + w min(h, 0)``:
+        ONNX Runtime's PRelu broadcasts the slopes element by element, at several times the cost."""
+        if self.prelu_as_max:
+            return torch.maximum(h, h * self.prelu)
+        return torch.relu(h) + self.prelu * torch.clamp(h, max=0.0)
 
     def forward(self, x: Tensor, pad: Tensor | None,
                 norm: Callable[[_Norm, Tensor], Tensor]) -> tuple[Tensor, Tensor | None]:
-        """(1, Cin, F) -> (1, Cout, F'), with the new past frames (1, span*Cin, F); ``norm(site, h)`` normalises."""
-        new_pad = None
+        """(F, Cin) -> (F', Cout), with the new past frames (F, span*Cin); ``norm(site, h)`` normalises."""
+        win = torch.cat((pad, x), dim=1) if pad is not None else x
+        new_pad = None if pad is None else x if self.span == 1 else win[:, self.cin :]
         if self.transposed:
-            h = F.conv_transpose1d(x, self.weight, self.bias, stride=self.stride)
-        else:
-            if self.span:
-                win = torch.cat((pad, x), dim=1)
-                new_pad = win[:, self.cin :]
-            else:
-                win = x
-            h = F.conv1d(win, self.weight, self.bias, stride=self.stride)
+            win = torch.cat((win, self.zero_row))
+        cols = win.index_select(0, self.idx).reshape(self.f_out, -1)
+        h = torch.addmm(self.bias, cols, self.weight)
         if self.gated:
             m, g = h.chunk(2, dim=1)
             h = m * torch.sigmoid(g)
-        return F.prelu(norm(self.norm, h), self.prelu), new_pad
+        return self.act(norm(self.norm, h)), new_pad
 
 
 class _BatchedSTCM(nn.Module):
@@ -173,14 +185,15 @@ class _TcmNorms(nn.Module):
     ``t = x - u``::
 
         m'   = u + b t
-        var' = r + b (1 - b) t^2,   r = a var + d + a m^2 (1 - a - b) / (1 - b)
-        y    = w (x - m') / sqrt(var' + eps) + bias
-             = batch_norm(x, mean=u, var=var', weight=w (1 - b), bias)
+        var' = r + c t^2,   r = a var + d + a m^2 (1 - a - b) / (1 - b),   c = b (1 - b)
+        y    = w (x - m') / sqrt(var' + eps) + bias = w (1 - b) t / sqrt(c t^2 + r + eps) + bias
+             = batch_norm(x, mean=u, var=t^2 + R, weight=w sqrt((1 - b) / b), bias),
+               R = (r + eps) / c - eps
 
-    ``u``, ``r`` and ``w (1 - b)`` depend on the old state only and are computed for all sites
-    at once by :meth:`begin`; per site a frame then costs a subtraction, two products, a sum
-    and one batch-norm op (:meth:`apply`), and :meth:`finish` forms the new state of all
-    sites at once. Needs ``b < 1``, i.e. a positive prior (``cin_prior > 0``).
+    ``u``, ``R`` and the weight depend on the old state only and are computed for all sites at
+    once by :meth:`begin`; per site a frame then costs a subtraction, a product, a sum and one
+    batch-norm op (:meth:`apply`), and :meth:`finish` forms the new state of all sites at once
+    (float64, from r). Needs ``0 < b < 1``, i.e. a positive prior (``cin_prior > 0``).
     """
 
     def __init__(self, sites: list[_Norm], stats_dtype: torch.dtype) -> None:
@@ -204,11 +217,12 @@ class _TcmNorms(nn.Module):
         one_b = 1.0 - b
         u = mean * (a / one_b)
         r = var * a + d + mean * mean * (a * (1.0 - a - b) / one_b)
+        c = b * one_b
         f32 = torch.float32
         self._step = {
-            "u": u, "b": b, "j": 0, "t": [], "v": [],
-            "us": u.to(f32).split(self.c), "rs": r.to(f32).split(self.c),
-            "ws": (self.weight * one_b.to(f32)).split(self.c), "c1": (b * one_b).to(f32),
+            "u": u, "b": b, "r": r, "c": c, "j": 0, "t": [],
+            "us": u.to(f32).split(self.c), "Rs": ((r + self.eps) / c - self.eps).to(f32).split(self.c),
+            "ws": (self.weight * torch.sqrt(one_b / b).to(f32)).split(self.c),
         }
 
     def apply(self, x: Tensor) -> Tensor:
@@ -217,10 +231,9 @@ class _TcmNorms(nn.Module):
         j = st["j"]
         st["j"] = j + 1
         t = x.reshape(-1) - st["us"][j]
-        v = t * t * st["c1"] + st["rs"][j]
         st["t"].append(t)
-        st["v"].append(v)
-        return F.batch_norm(x, st["us"][j], v, st["ws"][j], getattr(self, f"bias{j}"), False, 0.0, self.eps)
+        return F.batch_norm(x, st["us"][j], t * t + st["Rs"][j], st["ws"][j], getattr(self, f"bias{j}"), False,
+                            0.0, self.eps)
 
     def finish(self) -> tuple[Tensor, Tensor]:
         """The new state ``(mean', var')`` (K,) after every site has been applied once."""
@@ -228,19 +241,19 @@ class _TcmNorms(nn.Module):
         if st["j"] != self.n_sites:
             raise RuntimeError(f"{st['j']} of {self.n_sites} S-TCM norm sites applied")
         t = torch.cat(st["t"]).to(self.stats_dtype)
-        return st["u"] + st["b"] * t, torch.cat(st["v"]).to(self.stats_dtype)
+        return st["u"] + st["b"] * t, st["r"] + st["c"] * t * t
 
 
 class _BinNorms(nn.Module):
     """Every cumulative norm site of the encoder (L bins each), with one state for all.
 
     State: running ``mean`` and variance ``var`` (K,) of every channel of every site, as in
-    :class:`_TcmNorms`. A frame x (1, C, L) with sums ``s1``, ``s2`` over its bins gives
-    ``m' = a m + b s1`` and ``q' = a (var + m^2) + d + b s2`` with ``b = 1 / (L m')``:
+    :class:`_TcmNorms`. A frame x (L, C) (bins by channels) with sums ``s1``, ``s2`` over its
+    bins gives ``m' = a m + b s1`` and ``q' = a (var + m^2) + d + b s2`` with ``b = 1 / (L m')``:
     ``P = a m`` and ``Q = a (var + m^2) + d`` come from the old state for all sites at once
-    (:meth:`begin`), and per site ``b s1 + P`` is one matrix product with bias
-    (x (C, L) @ (b, ..., b) + P), as is ``b s2 + Q``; the output is a batch-norm op with
-    mean ``m'`` and variance ``q' - m'^2``.
+    (:meth:`begin`), and per site ``b s1 + P`` is one vector-matrix product plus P
+    ((b, ..., b) @ x + P), as is ``b s2 + Q``; the output is a batch-norm op with mean ``m'``
+    and variance ``q' - m'^2``.
     """
 
     def __init__(self, sites: list[_Norm], bins: list[int], stats_dtype: torch.dtype) -> None:
@@ -253,7 +266,7 @@ class _BinNorms(nn.Module):
             self.register_buffer(f"weight{j}", site.weight.clone())
             self.register_buffer(f"bias{j}", site.bias.clone())
         for L in sorted(set(bins)):
-            self.register_buffer(f"avg{L}", torch.full((L, 1), 1.0 / L))
+            self.register_buffer(f"avg{L}", torch.full((L,), 1.0 / L))
         self._step: dict[str, object] = {}
 
     @property
@@ -264,23 +277,24 @@ class _BinNorms(nn.Module):
     def begin(self, mean: Tensor, var: Tensor, a: Tensor, inv_m2: Tensor, d: Tensor) -> None:
         """Start a frame from the state ``mean``, ``var`` (K,) and the step scalars (1,)."""
         f32 = torch.float32
-        p = (mean * a).to(f32).reshape(-1, 1)
-        q = ((var + mean * mean) * a + d).to(f32).reshape(-1, 1)
+        p = (mean * a).to(f32)
+        q = ((var + mean * mean) * a + d).to(f32)
         inv = inv_m2.to(f32)
         self._step = {
             "j": 0, "m": [], "v": [], "ps": p.split(self.sizes), "qs": q.split(self.sizes),
-            "bs": {L: getattr(self, f"avg{L}") * inv for L in sorted(set(self.bins))},
+            # negated: ``P - (-b) @ x`` is ``P + b @ x`` exactly, and a MatMul feeding a Sub stays
+            # one node in ONNX Runtime (MatMul + Add becomes Reshape, Gemm, Reshape)
+            "nbs": {L: getattr(self, f"avg{L}") * -inv for L in sorted(set(self.bins))},
         }
 
     def apply(self, x: Tensor) -> Tensor:
-        """Normalise the next site's frame ``x`` (1, C, L)."""
+        """Normalise the next site's frame ``x`` (L, C)."""
         st = self._step
         j = st["j"]
         st["j"] = j + 1
-        x2 = x.reshape(x.shape[1], x.shape[2])
-        bcol = st["bs"][self.bins[j]]
-        m = torch.addmm(st["ps"][j], x2, bcol).reshape(-1)
-        v = torch.addmm(st["qs"][j], x2 * x2, bcol).reshape(-1) - m * m
+        nb = st["nbs"][self.bins[j]]
+        m = st["ps"][j] - nb @ x
+        v = st["qs"][j] - nb @ (x * x) - m * m
         st["m"].append(m)
         st["v"].append(v)
         return F.batch_norm(x, m, v, getattr(self, f"weight{j}"), getattr(self, f"bias{j}"), False, 0.0, self.eps)
@@ -294,14 +308,21 @@ class _BinNorms(nn.Module):
 
 
 class _Stage(nn.Module):
-    """One glance-gaze module for one frame: (1, d_feat, 1) features, (1, 2, F, 1) previous -> refined."""
+    """One glance-gaze module for one frame: (1, d_feat, 1) features, (1, 2, F, 1) previous -> refined.
 
-    def __init__(self, stage: nn.Module, cfg: GaGNetConfig) -> None:
+    The features come bin-major (the encoder runs channels last: feature ``f * c_end + c`` is
+    channel c of bin f, where the model flattens channel-major), so the input conv's feature
+    weights are permuted to match.
+    """
+
+    def __init__(self, stage: nn.Module, cfg: GaGNetConfig, feat_bins: int) -> None:
         super().__init__()
         gl, gz = stage.glance, stage.gaze
         d = cfg.d_feat
         convs = [gl.inp.main, gz.inp.main, gl.inp.gate, gz.inp.gate]
-        self.inp = nn.Parameter(torch.cat([c.weight.detach() for c in convs]), requires_grad=False)
+        w = torch.cat([c.weight.detach() for c in convs])  # (4 d, d_feat + 2 F, 1), features channel-major
+        order = torch.arange(d).reshape(-1, feat_bins).t().reshape(-1)  # bin-major position -> model's
+        self.inp = nn.Parameter(torch.cat((w[:, order], w[:, d:]), dim=1), requires_grad=False)
         self.inp_bias = nn.Parameter(torch.cat([c.bias.detach() for c in convs]), requires_grad=False)
         # stacks: glance, gaze real, gaze imaginary (a squeezed gaze's one stack serves both)
         stacks = [gl.tcm, gz.tcm, gz.tcm] if gz.shared else [gl.tcm, gz.tcm_real, gz.tcm_imag]
@@ -362,28 +383,21 @@ class FastStep(nn.Module):
         # the norm state is float64 (the per-site work is float32): a float32 state drifts, even
         # with cin_tau (paper-size model, 60 s: 8e-5 off offline, 2e-4 after a loud passage)
         self.stats_dtype = torch.float64
-        self.blocks = nn.ModuleList(_Block(b) for b in blocks)
-        self.stages = nn.ModuleList(_Stage(s, cfg) for s in net.stages)
+        self.blocks = nn.ModuleList()
+        f = cfg.n_freq  # the blocks run in list order, each on the bins of the one before
+        for b in blocks:
+            self.blocks.append(_Block(b, f))
+            f = self.blocks[-1].f_out
+        self.stages = nn.ModuleList(_Stage(s, cfg, f) for s in net.stages)
         # every norm of a kind shares one state and a batched update (see _BinNorms, _TcmNorms)
         self.enc_norms: _BinNorms | None = None
         self.tcm_norms: _TcmNorms | None = None
         if self.cin:
-            self.enc_norms = _BinNorms([blk.norm for blk in self.blocks], self._encoder_bins(), self.stats_dtype)
+            self.enc_norms = _BinNorms([blk.norm for blk in self.blocks], [blk.f_out for blk in self.blocks],
+                                       self.stats_dtype)
             sites = [site for st in self.stages for tcm in st.tcms for site in (tcm.norm1, tcm.norm2)]
             self.tcm_norms = _TcmNorms(sites, self.stats_dtype)
         self._zeros = self._probe()
-
-    def _encoder_bins(self) -> list[int]:
-        """Output bins of every encoder block, in call order (as :meth:`_run` walks them)."""
-        out: list[int] = []
-        f, i = self.cfg.n_freq, 0
-        for depth in self.unet_layout:
-            for blk in self.blocks[i : i + 1 + 2 * depth]:
-                f = blk.out_bins(f)
-                out.append(f)
-            i += 1 + 2 * depth
-        out.append(self.blocks[i].out_bins(f))
-        return out
 
     def scalars(self, n: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The cumulative norms' step scalars ``a``, ``1/m'``, ``d`` from the decayed frame count ``n`` (1,).
@@ -441,13 +455,13 @@ class FastStep(nn.Module):
 
         def block(i: int, x: Tensor) -> Tensor:
             b = self.blocks[i]
-            pad = take((1, b.span * x.shape[1], x.shape[2])) if b.span else None
+            pad = take((x.shape[0], b.span * x.shape[1])) if b.span else None
             y, new_pad = b(x, pad, enc_norm)
             if new_pad is not None:
                 new.append(new_pad)
             return y
 
-        x = spec[..., 0]  # (1, 2, F): one frame of the encoder's (B, 2, T, F)
+        x = spec[0, :, :, 0].t()  # (F, 2): one frame of the encoder's (B, 2, T, F), channels last
         i = 0
         for depth in self.unet_layout:
             x = block(i, x)
@@ -462,7 +476,7 @@ class FastStep(nn.Module):
                 h = block(i + 1 + depth + j, h)
             x = x + h
             i += 1 + 2 * depth
-        feat = block(i, x).reshape(1, -1, 1)  # (1, c_end * feat_bins, 1), channel-major as offline
+        feat = block(i, x).reshape(1, -1, 1)  # (1, feat_bins * c_end, 1), bin-major (see _Stage)
         prev = spec
         c = 3 * self.cfg.cd1
         for stage in self.stages:

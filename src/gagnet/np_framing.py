@@ -57,22 +57,26 @@ class NumpyFraming:
         """Analyse ``n_frames`` frames from the input buffer, enhance and overlap-add them."""
         cfg = self.cfg
         hop, n_fft, c = cfg.hop_length, cfg.n_fft, cfg.compress
-        idx = np.arange(n_frames)[:, None] * hop + np.arange(n_fft)
-        frames = self._inbuf[idx]  # (k, n_fft)
+        if n_frames == 1:  # the usual streaming case: one hop in, one frame (fewer, cheaper ops)
+            frames = self._inbuf[None, :n_fft]
+        else:
+            frames = self._inbuf[np.arange(n_frames)[:, None] * hop + np.arange(n_fft)]  # (k, n_fft)
         self._inbuf = self._inbuf[n_frames * hop :]
         spec = np.fft.rfft(frames * self._win_np, axis=-1)  # (k, F)
         mag = np.abs(spec)
         spec = spec * (mag**c / np.maximum(mag, 1e-12))
-        est = self._estimate_np(np.ascontiguousarray(np.stack((spec.real.T, spec.imag.T))[None], dtype=np.float32))
+        x = np.empty((1, 2, spec.shape[1], n_frames), np.float32)
+        x[0, 0], x[0, 1] = spec.real.T, spec.imag.T
+        est = self._estimate_np(x)
         z = (est[0, 0] + 1j * est[0, 1].astype(np.float64)).T  # (k, F)
         mag = np.abs(z)
         z = z * (mag ** (1.0 / c) / np.maximum(mag, 1e-12))
         out = (np.fft.irfft(z, n=n_fft, axis=-1) * self._win_np).astype(np.float32)  # (k, n_fft)
-        ola = overlap_add(out, hop)
+        ola = out[0] if n_frames == 1 else overlap_add(out, hop)
         ola[: self._ola.size] += self._ola
         done, self._ola = ola[: n_frames * hop], ola[n_frames * hop :].copy()
         if self._env_np is not None:
-            done = done / np.tile(self._env_np, n_frames)
+            done = done / (self._env_np if n_frames == 1 else np.tile(self._env_np, n_frames))
         else:  # general window/hop: divide by the summed squared windows
             env = overlap_add(np.tile(self._win_np * self._win_np, (n_frames + 2, 1)), hop)
             done = done / np.maximum(env[n_fft - hop : n_fft - hop + n_frames * hop], 1e-8)
