@@ -2,9 +2,14 @@
 
 Same batch (4 x 3 s of 16 kHz noise-like input), same loss, Adam, same machine, same run.
 The authors' model comes from their ``GaGNet.py`` when ``--official PATH`` is given (it
-is not shipped here); both use the paper configuration (instance norm). Not a test.
+is not shipped here); both use the paper configuration (instance norm). With ``--compile``
+this project's network is also timed compiled, with its loss (``torch.compile``, as
+``TrainConfig.compile`` trains it: :func:`gagnet.train.compile_loss`): same initial weights,
+same math; the compilation happens in an untimed first step whose duration, less one step,
+is reported as ``compile_s``. The models take turns step by step, so that a change of load
+hits all of them alike, and each row is the median of its steps. Not a test.
 
-    python benchmarks/train_throughput.py --official /path/to/GaGNet.py [--steps 5] [--threads 2]
+    python benchmarks/train_throughput.py --official /path/to/GaGNet.py [--compile] [--steps 5] [--threads 2]
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import argparse
 import importlib.util
 import json
 import platform
+import statistics
 import time
 
 import torch
@@ -31,40 +37,42 @@ def _official(path: str) -> torch.nn.Module:
                       intra_connect="cat", norm_type="IN")
 
 
-def _steps(forward, params, noisy, clean, lengths, cfg, steps: int, device: str) -> tuple[float, float]:
-    """Time ``steps`` optimiser steps after one warm-up; returns (seconds per step, last loss)."""
-    opt = torch.optim.Adam(params, lr=5e-4)
-    wave = WaveGaGNet(get_config(cfg))
+class _Trainer:
+    """One optimiser step of a model on the fixed batch: the loss, Adam and clipping of training.
+    ``forward`` maps the noisy spectrum to the stage estimates; ``loss_fn`` (noisy, clean, mask)
+    -> loss replaces it and the loss where given (this project's compiled training loss)."""
 
-    def one() -> float:
-        n, c = wave.analyze(noisy), wave.analyze(clean)
-        mask = frame_mask(lengths, wave.cfg, n.shape[-1])
-        loss = gagnet_loss(forward(n), c, mask)
-        opt.zero_grad(set_to_none=True)
+    def __init__(self, forward, params, noisy, clean, lengths, cfg: str, device: str, loss_fn=None) -> None:
+        self.forward, self.params, self.device = forward, params, device
+        self.loss_fn = loss_fn or (lambda n, c, mask: gagnet_loss(self.forward(n), c, mask))
+        self.opt = torch.optim.Adam(params, lr=5e-4)
+        self.wave = WaveGaGNet(get_config(cfg))
+        self.batch = noisy, clean, lengths
+
+    def step(self) -> tuple[float, float]:
+        """One step; returns (seconds, loss)."""
+        noisy, clean, lengths = self.batch
+        t = time.perf_counter()
+        n, c = self.wave.analyze(noisy), self.wave.analyze(clean)
+        loss = self.loss_fn(n, c, frame_mask(lengths, self.wave.cfg, n.shape[-1]))
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 5.0)
-        opt.step()
-        return float(loss)
-
-    one()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(steps):
-        loss = one()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t) / steps, loss
+        torch.nn.utils.clip_grad_norm_(self.params, 5.0)
+        self.opt.step()
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t, float(loss.detach())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--official", help="path to the authors' GaGNet.py")
-    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=5, help="timed steps per model (after one untimed step)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--compile", action="store_true", help="also time this project's network under torch.compile")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -74,23 +82,49 @@ def main() -> None:
     clean = (0.05 * torch.randn(args.batch, n)).to(args.device)
     lengths = torch.full((args.batch,), n, device=args.device)
     audio = args.batch * args.seconds
-    rows = []
     ours = WaveGaGNet("paper").net.to(args.device)
-    candidates = [("gagnet (this project), paper", ours, ours)]
+    initial = {k: v.clone() for k, v in ours.state_dict().items()}
+    candidates = [("gagnet (this project), paper", ours, ours, None)]
+    if args.compile:
+        from gagnet.train import compile_loss
+
+        # a second copy with the same initial weights, so that every row trains from the same start
+        twin = WaveGaGNet("paper").net.to(args.device)
+        twin.load_state_dict(initial)
+        candidates.append(("gagnet (this project), paper, torch.compile", twin, twin, compile_loss(twin)))
     if args.official:
         ref = _official(args.official).to(args.device)
-        ref.load_state_dict(to_official(ours.state_dict()))
+        ref.load_state_dict(to_official(initial))
         # the authors' model takes (B, 2, T, F) and returns (B, 2, F, T) estimates
-        candidates.append(("authors' GaGNet.py, paper", ref, lambda x: ref(x.transpose(2, 3).contiguous())))
-    for name, module, fwd in candidates:
+        candidates.append(("authors' GaGNet.py, paper", ref, lambda x: ref(x.transpose(2, 3).contiguous()), None))
+    trainers, rows = [], []
+    for name, module, fwd, loss_fn in candidates:
         module.train()
-        sec, loss = _steps(fwd, list(module.parameters()), noisy, clean, lengths, "paper", args.steps, args.device)
-        rows.append({"model": name, "s_per_step": round(sec, 4), "audio_s_per_s": round(audio / sec, 2),
-                     "loss_after": round(loss, 6)})
+        trainers.append(_Trainer(fwd, list(module.parameters()), noisy, clean, lengths, "paper", args.device, loss_fn))
+        warm, _ = trainers[-1].step()  # untimed: allocator warm-up, and compilation for a compiled network
+        rows.append({"model": name, "first_step_s": warm})
+    # the models take turns step by step, so that a change of load on the machine hits all of them alike
+    times: list[list[float]] = [[] for _ in candidates]
+    losses = [0.0] * len(candidates)
+    for _ in range(args.steps):
+        for i, tr in enumerate(trainers):
+            sec, losses[i] = tr.step()
+            times[i].append(sec)
+    for row, ts, loss in zip(rows, times, losses):
+        sec = statistics.median(ts)
+        warm = row.pop("first_step_s")
+        row.update({"s_per_step": round(sec, 4), "audio_s_per_s": round(audio / sec, 2), "loss_after": round(loss, 6)})
+        if "torch.compile" in row["model"]:
+            row["compile_s"] = round(max(warm - sec, 0.0), 1)  # the untimed first step, less one step
     info = {"device": args.device if args.device != "cpu" else platform.processor() or "cpu",
-            "threads": torch.get_num_threads(), "batch": f"{args.batch} x {args.seconds} s", "rows": rows}
-    if len(rows) == 2:
-        info["speedup"] = round(rows[0]["audio_s_per_s"] / rows[1]["audio_s_per_s"], 3)
+            "threads": torch.get_num_threads(), "batch": f"{args.batch} x {args.seconds} s",
+            "timing": f"median of {args.steps} interleaved steps per model", "rows": rows}
+    authors = [r for r in rows if r["model"].startswith("authors")]
+    if authors:  # this project's rows over the authors' model
+        ref_rate = authors[0]["audio_s_per_s"]
+        info["speedup"] = round(rows[0]["audio_s_per_s"] / ref_rate, 3)
+        if args.compile:
+            info["speedup_compiled"] = round(rows[1]["audio_s_per_s"] / ref_rate, 3)
     print(json.dumps(info, indent=2))
 
 

@@ -220,6 +220,9 @@ class TrainConfig:
     ``lr_schedule: cosine`` replaces the plateau halving by ``warmup_steps`` of linear warm-up
     and a cosine decay to ``min_lr`` over the run's budget: ``max_steps`` or, when set,
     ``max_minutes`` of training time, whichever ends first (for fixed-time GPU leases).
+
+    ``compile`` runs the training steps' network under ``torch.compile`` (same math; see
+    :func:`gagnet.train.compile_loss`): faster steps after a first one that compiles.
     """
 
     model: str = "causal"
@@ -247,6 +250,7 @@ class TrainConfig:
     lr_schedule: str = "plateau"
     warmup_steps: int = 0
     max_minutes: float | None = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("plateau", "cosine"):

@@ -12,7 +12,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..config import GaGNetConfig
-from .norm import make_norm
+from .norm import instance_norm_prelu, make_norm
 from .timepad import CausalTimePad
 
 
@@ -42,7 +42,7 @@ class ConvBlock(nn.Module):
         self.act = nn.PReLU(channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.act(self.norm(self.conv(x)))
+        return instance_norm_prelu(self.conv(x), self.norm, self.act)
 
 
 class UNetBlock(nn.Module):

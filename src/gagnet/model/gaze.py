@@ -6,6 +6,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..config import GaGNetConfig
+from .conv1d import conv1d
 from .glance import GatedInput
 from .stcm import stcm_stack
 
@@ -35,4 +36,4 @@ class GazeBlock(nn.Module):
             xr = xi = self.tcm(x)
         else:
             xr, xi = self.tcm_real(x), self.tcm_imag(x)
-        return torch.stack((self.out_real(xr), self.out_imag(xi)), dim=1)
+        return torch.stack((conv1d(self.out_real, xr), conv1d(self.out_imag, xi)), dim=1)

@@ -6,6 +6,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..config import GaGNetConfig
+from .conv1d import conv1d
 from .stcm import stcm_stack
 
 _ACTIVATIONS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}
@@ -25,6 +26,10 @@ class GatedInput(nn.Module):
 
     def forward(self, feat: Tensor, prev: Tensor) -> Tensor:
         x = torch.cat((feat, prev.flatten(1, 2)), dim=1)
+        if torch.compiler.is_compiling():  # both convs as one (the same outputs, one pass over x)
+            w = torch.cat((self.main.weight, self.gate.weight))
+            main, gate = conv1d(self.main, x, w, torch.cat((self.main.bias, self.gate.bias))).chunk(2, dim=1)
+            return main * torch.sigmoid(gate)
         return self.main(x) * torch.sigmoid(self.gate(x))
 
 
@@ -42,4 +47,4 @@ class GlanceBlock(nn.Module):
         self.act = _ACTIVATIONS[cfg.gain_activation]()
 
     def forward(self, feat: Tensor, prev: Tensor) -> Tensor:
-        return self.act(self.gain(self.tcm(self.inp(feat, prev))))
+        return self.act(conv1d(self.gain, self.tcm(self.inp(feat, prev))))

@@ -117,6 +117,82 @@ class CumulativeInstanceNorm(nn.Module):
         return out[..., 0], out[..., 1], out[..., 2]
 
 
+class _CompilableInstanceNorm:
+    """Under ``torch.compile``, instance norm as per-(item, channel) statistics and one
+    multiply-add: the same function as torch's kernel, which views the input as a
+    (1, B * C, ...) batch norm, a reshape that keeps inductor from fusing it with the
+    channels-last convolutions around it. Eager calls (and ONNX export) keep torch's kernel."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (torch.compiler.is_compiling() and self.affine and not self.track_running_stats):
+            return super().forward(x)
+        var, mean = torch.var_mean(x, dim=tuple(range(2, x.dim())), correction=0, keepdim=True)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        scale = torch.rsqrt(var + self.eps) * self.weight.view(shape)
+        return torch.addcmul(self.bias.view(shape), x - mean, scale)
+
+
+class InstanceNorm1d(_CompilableInstanceNorm, nn.InstanceNorm1d):
+    """``nn.InstanceNorm1d`` (same parameters and state dict) that compiles well."""
+
+
+class InstanceNorm2d(_CompilableInstanceNorm, nn.InstanceNorm2d):
+    """``nn.InstanceNorm2d`` (same parameters and state dict) that compiles well."""
+
+
+class _InstanceNormPReLU(torch.autograd.Function):
+    """``prelu(instance_norm(x) * w + b, a)`` for (B, C, T, F) ``x``, with a hand-written backward.
+
+    Used only under ``torch.compile`` (see :func:`instance_norm_prelu`): the backward needs
+    nothing but ``x``, the per-(item, channel) statistics and the parameters, and makes two
+    passes over ``x`` and the incoming gradient (three reductions per item and channel, then
+    the input gradient), which inductor compiles into two channels-last loops. Autograd's own
+    backward of the same expressions keeps the normalised map as an intermediate that inductor
+    lays out channels-first for the reductions, transposing it back and forth.
+    """
+
+    @staticmethod
+    def forward(x: Tensor, w: Tensor, b: Tensor, a: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+        var, mean = torch.var_mean(x, dim=(2, 3), correction=0, keepdim=True)
+        rstd = torch.rsqrt(var + eps)
+        c = (1, -1, 1, 1)
+        z = torch.addcmul(b.view(c), x - mean, rstd * w.view(c))
+        return torch.where(z > 0, z, z * a.view(-1, 1, 1) if a.numel() > 1 else z * a), mean, rstd
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, w, b, a, _ = inputs
+        _, mean, rstd = output
+        ctx.save_for_backward(x, w, b, a, mean, rstd)
+        ctx.mark_non_differentiable(mean, rstd)
+
+    @staticmethod
+    def backward(ctx, gy: Tensor, *_: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, None]:
+        x, w, b, a, mean, rstd = ctx.saved_tensors
+        c = (1, -1, 1, 1)
+        xhat = (x - mean) * rstd
+        z = torch.addcmul(b.view(c), xhat, w.view(c))
+        pos = z > 0
+        gz = torch.where(pos, gy, gy * (a.view(-1, 1, 1) if a.numel() > 1 else a))
+        n = x.shape[2] * x.shape[3]
+        s1 = gz.sum((2, 3), keepdim=True)  # (B, C, 1, 1): bias gradient per item
+        s2 = (gz * xhat).sum((2, 3), keepdim=True)  # weight gradient per item
+        s3 = torch.where(pos, torch.zeros_like(gy), gy * z).sum((0, 2, 3))  # PReLU slope gradient
+        gx = (rstd * w.view(c)) * (gz - s1 / n - xhat * (s2 / n))
+        ga = s3 if a.numel() > 1 else s3.sum().reshape(a.shape)
+        return gx, s2.sum((0, 2, 3)), s1.sum((0, 2, 3)), ga, None
+
+
+def instance_norm_prelu(x: Tensor, norm: nn.Module, act: nn.PReLU) -> Tensor:
+    """``act(norm(x))`` for an affine instance norm of (B, C, T, F) maps and a PReLU: the same
+    function. Under ``torch.compile`` it runs as :class:`_InstanceNormPReLU`; eager calls keep
+    torch's own kernels."""
+    if torch.compiler.is_compiling() and x.dim() == 4 and isinstance(norm, InstanceNorm2d) and norm.affine \
+            and not norm.track_running_stats:
+        return _InstanceNormPReLU.apply(x, norm.weight, norm.bias, act.weight, norm.eps)[0]
+    return act(norm(x))
+
+
 class FrameLayerNorm(nn.Module):
     """Causal, stateless layer norm of each frame over channels (and bins)."""
 
@@ -143,7 +219,7 @@ def make_norm(kind: str, channels: int, dims: int, eps: float = 1e-5, prior: flo
     None = no decay) of the cumulative norm (ignored by the others).
     """
     if kind == "in":
-        cls = nn.InstanceNorm1d if dims == 1 else nn.InstanceNorm2d
+        cls = InstanceNorm1d if dims == 1 else InstanceNorm2d
         return cls(channels, eps=eps, affine=True)
     if kind == "bn":
         cls = nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d

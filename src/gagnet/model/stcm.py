@@ -5,6 +5,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..config import GaGNetConfig
+from .conv1d import conv1d
 from .norm import make_norm
 from .timepad import CausalTimePad
 
@@ -31,10 +32,10 @@ class SqueezedTCM(nn.Module):
         self.expand = nn.Conv1d(cfg.cd1, cfg.d_feat, 1, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.norm1(self.act1(self.squeeze(x)))
-        h = self.dconv(self.pad(h))
+        h = self.norm1(self.act1(conv1d(self.squeeze, x)))
+        h = conv1d(self.dconv, self.pad(h))
         h = self.norm2(self.act2(h))
-        return x + self.expand(h)
+        return x + conv1d(self.expand, h)
 
 
 class STCMGroup(nn.Sequential):
