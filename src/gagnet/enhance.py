@@ -557,13 +557,10 @@ def cmd_enhance(args: argparse.Namespace) -> int:
             _err(f"-o {out_dir}: cannot create the output folder ({one_line(e.strerror or e)})")
             return 1
 
-    if args.backend == "onnx" and device.type != "cpu":
-        _err("--backend onnx runs on the CPU; use --backend torch with --device cuda")
-        return 2
     try:
         enhancer = Enhancer.from_pretrained(args.model, device=args.device, block_seconds=args.block_seconds,
                                             backend=args.backend)
-    except ModelError as e:
+    except ValueError as e:  # ModelError, or a back end the device cannot run
         _err(str(e))
         return 2
     except ImportError as e:

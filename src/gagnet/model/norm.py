@@ -95,14 +95,12 @@ class CumulativeInstanceNorm(nn.Module):
         sums = torch.stack((n, s1, s2), dim=-1)  # (B, C, T, 3)
         carry = state if state is not None else torch.zeros_like(sums[:, :, 0])
         if torch.onnx.is_in_onnx_export():
-            # One chunk as long as the input, so that a graph with a dynamic frame axis takes any
-            # length (the loop below would be unrolled at the traced length). In float64 the
-            # rescaling stays finite up to about 700 * tau frames per call.
-            k = torch.arange(sums.shape[2], device=sums.device, dtype=torch.float64)
-            grow, shrink = (self.decay ** -k)[:, None], (self.decay ** k)[:, None]
-            out = torch.cumsum(sums * grow, dim=2) * shrink + carry[:, :, None] * (self.decay * shrink)
-            return out[..., 0], out[..., 1], out[..., 2]
-        chunk = max(1, min(512, int(30.0 * (self.tau or 1.0))))
+            # one chunk as long as the input, so that a graph with a dynamic frame axis takes any
+            # length (more chunks would be unrolled at the traced length); in float64 the
+            # rescaling stays finite up to about 700 * tau frames per call
+            chunk = sums.shape[2]
+        else:
+            chunk = max(1, min(512, int(30.0 * (self.tau or 1.0))))
         k = torch.arange(chunk, device=sums.device, dtype=torch.float64)
         grow, shrink = self.decay ** -k, self.decay ** k  # (chunk,)
         outs = []
