@@ -160,3 +160,29 @@ def test_time_budget_stops_run_and_ends_cosine_at_floor(tmp_path):
     assert lrs[1] > lrs[0]  # warm-up
     assert max(lrs) > 1e-3 and lrs[-1] < 0.2 * max(lrs)  # decayed by the time budget
     assert (tmp_path / "budget" / "model.pt").exists()
+
+
+def test_init_from_carries_weights_across_norms(tmp_path):
+    """A batch-norm network starts from cumulative-norm weights: convs and norm affines carry
+    over, running statistics start fresh; a different architecture is refused."""
+    import torch
+
+    from gagnet.config import get_config
+    from gagnet.model.gagnet import GaGNet
+    from gagnet.train import init_from, save_weights
+
+    torch.manual_seed(0)
+    src = GaGNet(get_config("tiny"))
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    path = tmp_path / "model.pt"
+    save_weights(src, path)
+    dst = GaGNet(get_config("tiny", norm="bn"))
+    init_from(dst, str(path))
+    src_sd, dst_sd = src.state_dict(), dst.state_dict()
+    for k, v in src_sd.items():
+        assert torch.equal(dst_sd[k], v), k
+    assert any(k.endswith("running_var") for k in dst_sd)
+    with pytest.raises(ValueError, match="missing"):
+        init_from(GaGNet(get_config("tiny", q=3)), str(path))

@@ -371,6 +371,26 @@ def save_weights(net: GaGNet, path: Path) -> None:
     os.replace(tmp, path)
 
 
+_NORM_STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def init_from(net: GaGNet, source: str) -> None:
+    """Load the network weights of ``source`` (shipped name, model.pt or checkpoint) into ``net``.
+
+    The sources' norm may differ from ``net``'s (e.g. batch norm fine-tuned from cumulative
+    instance norm weights): the per-channel weight and bias carry over, and batch-norm running
+    statistics missing from the source start from their defaults. Any other mismatch raises.
+    """
+    from .pretrained import load_model
+
+    missing, unexpected = net.load_state_dict(load_model(source).net.state_dict(), strict=False)
+    missing = [k for k in missing if not k.endswith(_NORM_STATS)]
+    unexpected = [k for k in unexpected if not k.endswith(_NORM_STATS)]
+    if missing or unexpected:
+        raise ValueError(f"init_weights {source}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    log.info("initialised from %s", source)
+
+
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     """Run (or resume) training; returns the output folder."""
     import lightning as L
@@ -391,9 +411,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if cfg.init_weights and not (resume and last.exists()):
         from .pretrained import load_model
 
-        source = load_model(cfg.init_weights)
-        module.model.net.load_state_dict(source.net.state_dict())
-        log.info("initialised from %s", cfg.init_weights)
+        init_from(module.model.net, cfg.init_weights)
     log.info("model %s: %s parameters", cfg.model, f"{count_parameters(module.model):,}")
     train_dl, val_dl = make_dataloaders(cfg)
     cuda = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
