@@ -153,6 +153,8 @@ class GaGNetConfig:
 PRESETS: dict[str, GaGNetConfig] = {
     "paper": GaGNetConfig(name="paper"),
     "causal": GaGNetConfig(norm="cin", cin_tau=150.0, name="causal"),
+    # the authors' own causal setting: batch norm, fixed statistics at inference (stateless)
+    "causal-bn": GaGNetConfig(norm="bn", name="causal-bn"),
     "tiny": GaGNetConfig(
         c=8, c_end=8, d_feat=32, cd1=8, p=1, q=2, unet_depths=(2, 1, 1, 1), norm="cin", name="tiny"
     ),
@@ -160,7 +162,7 @@ PRESETS: dict[str, GaGNetConfig] = {
 
 
 def get_config(name: str | GaGNetConfig, **overrides: Any) -> GaGNetConfig:
-    """Look up a named preset (``paper``, ``causal``, ``tiny``) and apply overrides."""
+    """Look up a named preset (``paper``, ``causal``, ``causal-bn``, ``tiny``) and apply overrides."""
     if isinstance(name, GaGNetConfig):
         cfg = name
     else:
