@@ -241,3 +241,21 @@ def test_split_prelu_is_exact(slopes):
     net = torch.nn.Sequential(torch.nn.Conv1d(3, 3, 1), torch.nn.Sequential(torch.nn.PReLU(3)))
     ort_friendly(net)
     assert isinstance(net[1][0], SplitPReLU)
+
+
+@pytest.mark.parametrize("cin,bias", [(8, True), (16, False)])
+def test_polyphase_conv_transpose_equals_conv_transpose(cin, bias):
+    from gagnet.ort_ops import PolyphaseConvTranspose, ort_friendly
+
+    torch.manual_seed(0)
+    up = torch.nn.ConvTranspose2d(cin, 6, (1, 3), (1, 2), bias=bias)
+    for f in (1, 5, 10):
+        x = torch.randn(2, cin, 4, f)
+        want = up(x)
+        got = PolyphaseConvTranspose(up)(x)
+        assert got.shape == want.shape == (2, 6, 4, 2 * f + 1)
+        assert (got - want).abs().max() < 1e-5
+    other = torch.nn.ConvTranspose2d(4, 4, (1, 3), (1, 2), padding=(0, 1))  # not the pattern: kept
+    net = torch.nn.Sequential(up, other)
+    ort_friendly(net)
+    assert isinstance(net[0], PolyphaseConvTranspose) and isinstance(net[1], torch.nn.ConvTranspose2d)

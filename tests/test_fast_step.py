@@ -69,6 +69,24 @@ def test_fast_onnx_long_stream_equals_offline(tmp_path, tau):
     assert np.abs(y[320:] - ref).max() < 1e-4
 
 
+def test_fast_onnx_step_batch_norm_paper_size(tmp_path):
+    """The shipped recipe's network (causal-bn, paper size, trained running statistics):
+    200 streamed ONNX hops equal offline; no norm state is carried."""
+    model = _model("causal-bn")
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(0.3 * torch.randn(m.running_mean.shape, generator=g))
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    path = export_streaming(model, tmp_path / "fast.onnx", fast=True)
+    assert {s.dtype for s in initial_state(path)} == {np.dtype(np.float32)}
+    x = _noise(32000, seed=4)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    y = _stream(OnnxStreamingEnhancer(path, threads=1), x, 160)
+    assert np.abs(y[320:] - ref).max() < 1e-4
+
+
 def test_fast_step_batch_norm_config():
     model = _model("tiny", norm="bn")
     x = _noise(4000, seed=3)
