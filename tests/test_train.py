@@ -186,3 +186,25 @@ def test_init_from_carries_weights_across_norms(tmp_path):
     assert any(k.endswith("running_var") for k in dst_sd)
     with pytest.raises(ValueError, match="missing"):
         init_from(GaGNet(get_config("tiny", q=3)), str(path))
+
+
+def test_freeze_batch_norm_stats_keeps_running_statistics():
+    import torch
+
+    from gagnet.config import get_config
+    from gagnet.model.gagnet import GaGNet
+    from gagnet.train import freeze_batch_norm_stats
+
+    torch.manual_seed(0)
+    net = GaGNet(get_config("tiny", norm="bn")).train()
+    before = {k: v.clone() for k, v in net.state_dict().items() if "running" in k}
+    assert freeze_batch_norm_stats(net) > 0
+    x = torch.randn(2, 2, 161, 20)
+    net(x)[-1].pow(2).mean().backward()
+    after = net.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+    bn = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert bn.weight.grad is not None and not bn.training
+    net.train()  # an unfrozen step moves them
+    net(x)
+    assert not all(torch.equal(net.state_dict()[k], v) for k, v in before.items())

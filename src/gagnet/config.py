@@ -253,6 +253,7 @@ class TrainConfig:
     warmup_steps: int = 0
     max_minutes: float | None = None
     compile: bool = False
+    freeze_bn_stats: bool = False
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("plateau", "cosine"):

@@ -108,6 +108,17 @@ def compile_loss(net: GaGNet, backend: str = "inductor") -> Callable[..., torch.
     return torch.compile(loss, backend=backend, dynamic=False)
 
 
+def freeze_batch_norm_stats(net: torch.nn.Module) -> int:
+    """Put every batch norm of ``net`` in eval mode: it normalises with its running statistics
+    and stops updating them, while its weight and bias still train. For fine-tuning with batches
+    too small for reliable batch statistics (e.g. 4 mixtures on a CPU after 32 on a GPU).
+    Returns the number of layers frozen."""
+    layers = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in layers:
+        m.eval()
+    return len(layers)
+
+
 def make_module(cfg: TrainConfig):
     """Build the LightningModule for ``cfg`` (Lightning is imported lazily)."""
     import lightning as L
@@ -132,6 +143,10 @@ def make_module(cfg: TrainConfig):
             if compiled and self._compiled_loss is not None:
                 return self._compiled_loss(noisy, clean, mask)
             return gagnet_loss(self.model.net(noisy), clean, mask)
+
+        def on_train_epoch_start(self) -> None:
+            if self.cfg.freeze_bn_stats:  # Lightning has just put every module in train mode
+                freeze_batch_norm_stats(self.model)
 
         def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
             loss = self._loss(batch, compiled=True)
