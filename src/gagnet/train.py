@@ -424,8 +424,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     L.seed_everything(cfg.seed, workers=True)
     module = make_module(cfg)
     if cfg.init_weights and not (resume and last.exists()):
-        from .pretrained import load_model
-
         init_from(module.model.net, cfg.init_weights)
     log.info("model %s: %s parameters", cfg.model, f"{count_parameters(module.model):,}")
     train_dl, val_dl = make_dataloaders(cfg)
