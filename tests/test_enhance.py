@@ -206,6 +206,30 @@ def test_block_versus_whole_through_enhance_file(tmp_path, model_pt, tiny_net):
     np.testing.assert_allclose(y, ref, atol=1e-4)
 
 
+@pytest.mark.parametrize("sr,channels", [(16000, 1), (44100, 2)])
+def test_atten_lim_mixes_the_aligned_input_back(model_pt, sr, channels):
+    """Output = (1 - g) * enhanced + g * input, sample-aligned through blocks and resampling."""
+    x = _noise(sr * 2 + 333, channels, seed=6).T
+    plain = Enhancer.from_pretrained(model_pt, block_seconds=0.37).enhance(x, sr)
+    g = 10 ** (-6.0 / 20)
+    limited = Enhancer.from_pretrained(model_pt, block_seconds=0.37, atten_lim_db=6.0).enhance(x, sr)
+    np.testing.assert_allclose(limited, (1 - g) * plain + g * x, atol=1e-6)
+    assert np.abs(plain - x).max() > 1e-2  # the model does change the input
+    passthrough = Enhancer.from_pretrained(model_pt, block_seconds=0.37, atten_lim_db=0.0).enhance(x, sr)
+    np.testing.assert_allclose(passthrough, x, atol=1e-7)
+
+
+def test_atten_lim_bad_values(model_pt, tmp_path, capsys):
+    for bad in (-3.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="atten_lim_db"):
+            Enhancer.from_pretrained(model_pt, atten_lim_db=bad)
+    src = _write(tmp_path / "a.wav", _noise(1600), 16000)
+    rc, _, err = _cli(capsys, src, "--model", model_pt, "--atten-lim", "-1")
+    assert rc == 2 and _err_lines(err) == ["gagnet enhance: --atten-lim must be a number of dB >= 0, got -1.0"]
+    rc, _, err = _cli(capsys, src, "--model", model_pt, "--atten-lim", "12")
+    assert rc == 0 and (tmp_path / "a_enhanced.wav").is_file()
+
+
 def test_non_causal_model_in_blocks(tmp_path):
     net = GaGNet(get_config("tiny", norm="in")).eval()
     assert not net.cfg.causal

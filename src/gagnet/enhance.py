@@ -122,11 +122,12 @@ class _Pipeline:
 
     :meth:`push` takes float32 ``(frames, channels)`` blocks and returns the output that is
     ready, also ``(frames, channels)``; after ``last=True`` the outputs add up to exactly the
-    number of input frames.
+    number of input frames. With ``floor`` > 0 each output sample is
+    ``(1 - floor) * enhanced + floor * input`` (the input kept for it until it is ready).
     """
 
     def __init__(self, model: WaveGaGNet, sample_rate: int, channels: int, block_seconds: float,
-                 session: Any = None) -> None:
+                 session: Any = None, floor: float = 0.0) -> None:
         self.rate = int(sample_rate)
         self.model_rate = int(model.cfg.sample_rate)
         self.channels = int(channels)
@@ -139,12 +140,16 @@ class _Pipeline:
         self.n_in = 0
         self.n_out = 0
         self.done = False
+        self.floor = float(floor)
+        self.held: list[np.ndarray] = []  # input frames not yet matched by output (floor > 0)
 
     def push(self, block: np.ndarray, last: bool = False) -> np.ndarray:
         if self.done:
             raise RuntimeError("pipeline already finished")
         block = np.ascontiguousarray(block, dtype=np.float32).reshape(-1, self.channels)
         self.n_in += block.shape[0]
+        if self.floor > 0 and block.shape[0]:
+            self.held.append(block)
         x = block if self.down is None else self.down.resample_chunk(block, last=last)
         x = np.asarray(x, np.float32).reshape(-1, self.channels)
         for c, proc in enumerate(self.procs):
@@ -168,7 +173,16 @@ class _Pipeline:
                 ready = np.concatenate([ready, np.zeros((short, self.channels), np.float32)])
             self.done = True
         self.n_out += ready.shape[0]
+        if self.floor > 0 and ready.shape[0]:
+            ready = (1.0 - self.floor) * ready + self.floor * self._take_input(ready.shape[0])
         return ready
+
+    def _take_input(self, k: int) -> np.ndarray:
+        """The next ``k`` held input frames, ``(k, channels)``: the ones aligned with the output."""
+        held = np.concatenate(self.held) if len(self.held) > 1 else self.held[0]
+        out, rest = held[:k], held[k:]
+        self.held = [rest] if rest.shape[0] else []
+        return out
 
 
 # --------------------------------------------------------------------------- API
@@ -197,9 +211,13 @@ class Enhancer:
     """
 
     def __init__(self, model: WaveGaGNet, device: str | torch.device = "cpu", block_seconds: float = 30.0,
-                 backend: str = "torch", threads: int | None = None) -> None:
+                 backend: str = "torch", threads: int | None = None, atten_lim_db: float | None = None) -> None:
         if not block_seconds > 0 or not math.isfinite(block_seconds):
             raise ValueError(f"block_seconds must be a positive number, got {block_seconds}")
+        if atten_lim_db is not None and not (atten_lim_db >= 0 and math.isfinite(atten_lim_db)):
+            raise ValueError(f"atten_lim_db must be a finite number of dB >= 0, got {atten_lim_db}")
+        #: Share of the input mixed back in: the noise is lowered by at most ``atten_lim_db``.
+        self.floor = 0.0 if atten_lim_db is None else 10.0 ** (-atten_lim_db / 20.0)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.device = torch.device(device)
@@ -218,23 +236,26 @@ class Enhancer:
         block_seconds: float = 30.0,
         backend: str = "torch",
         threads: int | None = None,
+        atten_lim_db: float | None = None,
     ) -> "Enhancer":
         """Load a shipped model by name, or a ``.pt``/``.ckpt`` file (see :func:`gagnet.pretrained.load_model`).
 
         ``backend="onnx"`` runs the network in ONNX Runtime (CPU; exported once and cached),
         about twice as fast as PyTorch on a CPU; ``threads`` is its thread count (None: all cores).
+        ``atten_lim_db`` limits the attenuation: the output is ``(1 - g) * enhanced + g * input``
+        with ``g = 10 ** (-atten_lim_db / 20)``, so some of the background stays (None: no limit).
         """
         from .pretrained import load_model
 
         return cls(load_model(name_or_path, device), device=device, block_seconds=block_seconds,
-                   backend=backend, threads=threads)
+                   backend=backend, threads=threads, atten_lim_db=atten_lim_db)
 
     @property
     def sample_rate(self) -> int:
         return int(self.model.cfg.sample_rate)
 
     def _pipeline(self, sample_rate: int, channels: int) -> _Pipeline:
-        return _Pipeline(self.model, sample_rate, channels, self.block_seconds, self._session)
+        return _Pipeline(self.model, sample_rate, channels, self.block_seconds, self._session, self.floor)
 
     def _chunk_frames(self, sample_rate: int) -> int:
         return max(1, int(round(min(READ_SECONDS, self.block_seconds) * sample_rate)))
@@ -524,6 +545,9 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     if not (args.block_seconds > 0 and math.isfinite(args.block_seconds)):
         _err(f"--block-seconds must be positive, got {args.block_seconds}")
         return 2
+    if args.atten_lim is not None and not (args.atten_lim >= 0 and math.isfinite(args.atten_lim)):
+        _err(f"--atten-lim must be a number of dB >= 0, got {args.atten_lim}")
+        return 2
     try:
         device = torch.device(args.device)
     except (RuntimeError, ValueError):
@@ -559,7 +583,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
     try:
         enhancer = Enhancer.from_pretrained(args.model, device=args.device, block_seconds=args.block_seconds,
-                                            backend=args.backend)
+                                            backend=args.backend, atten_lim_db=args.atten_lim)
     except ValueError as e:  # ModelError, or a back end the device cannot run
         _err(str(e))
         return 2
@@ -627,6 +651,9 @@ def register(sub: Any) -> None:
     p.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="run the network in PyTorch (default) or ONNX Runtime (CPU only, about twice as fast; "
                    "the graph is exported on first use and cached in ~/.cache/gagnet)")
+    p.add_argument("--atten-lim", type=float, default=None, metavar="DB",
+                   help="lower the noise by at most DB decibels: mix the input back in at -DB dB "
+                   "(e.g. 12 keeps some ambience; 0 returns the input; default: no limit)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     p.add_argument("--plot", action="store_true",
                    help="also write <output stem>.png with noisy and enhanced spectrograms "
