@@ -92,6 +92,16 @@ def test_onnx_s16_wav_equals_offline(tiny):
     assert np.abs(y - _offline(model, x16)).max() < 1e-4  # s16 quantisation is 1.5e-5
 
 
+def test_atten_lim_mixes_the_aligned_input_back(tiny):
+    model, path = tiny
+    x = (0.1 * np.random.default_rng(5).standard_normal(12000)).astype(np.float32)
+    code, out = _run(["--model", str(path), "--atten-lim", "10"], _wav_bytes(x, 16000, "FLOAT"))
+    assert code == 0
+    y, _ = sf.read(io.BytesIO(out), dtype="float32")
+    g = 10 ** (-10 / 20)
+    assert np.abs(y - ((1 - g) * _offline(model, x) + g * x)).max() < 1e-4
+
+
 def test_onnx_uses_the_fast_step(tiny, monkeypatch):
     import gagnet.export as ex
 
@@ -162,6 +172,7 @@ def test_sample_formats_round_trip(tag, bits):
         (["--rate", "8000"], b"", "--raw"),
         (["--config", "paper"], None, "not causal"),
         (["--model", "/nonexistent.pt"], None, "no such model file"),
+        (["--config", "tiny", "--atten-lim", "-2"], None, "atten_lim_db must be"),
     ],
 )
 def test_errors_are_one_line(tiny, capsys, argv, data, message):

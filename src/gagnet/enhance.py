@@ -24,6 +24,7 @@ import numpy as np
 import soxr
 import torch
 
+from .attenuation import InputFloor, floor_gain
 from .audio_files import (
     AtomicAudioWriter,
     AudioFileError,
@@ -123,7 +124,7 @@ class _Pipeline:
     :meth:`push` takes float32 ``(frames, channels)`` blocks and returns the output that is
     ready, also ``(frames, channels)``; after ``last=True`` the outputs add up to exactly the
     number of input frames. With ``floor`` > 0 each output sample is
-    ``(1 - floor) * enhanced + floor * input`` (the input kept for it until it is ready).
+    ``(1 - floor) * enhanced + floor * input`` (see :mod:`gagnet.attenuation`).
     """
 
     def __init__(self, model: WaveGaGNet, sample_rate: int, channels: int, block_seconds: float,
@@ -140,16 +141,14 @@ class _Pipeline:
         self.n_in = 0
         self.n_out = 0
         self.done = False
-        self.floor = float(floor)
-        self.held: list[np.ndarray] = []  # input frames not yet matched by output (floor > 0)
+        self.floor = InputFloor(floor)
 
     def push(self, block: np.ndarray, last: bool = False) -> np.ndarray:
         if self.done:
             raise RuntimeError("pipeline already finished")
         block = np.ascontiguousarray(block, dtype=np.float32).reshape(-1, self.channels)
         self.n_in += block.shape[0]
-        if self.floor > 0 and block.shape[0]:
-            self.held.append(block)
+        self.floor.hold(block)
         x = block if self.down is None else self.down.resample_chunk(block, last=last)
         x = np.asarray(x, np.float32).reshape(-1, self.channels)
         for c, proc in enumerate(self.procs):
@@ -173,16 +172,7 @@ class _Pipeline:
                 ready = np.concatenate([ready, np.zeros((short, self.channels), np.float32)])
             self.done = True
         self.n_out += ready.shape[0]
-        if self.floor > 0 and ready.shape[0]:
-            ready = (1.0 - self.floor) * ready + self.floor * self._take_input(ready.shape[0])
-        return ready
-
-    def _take_input(self, k: int) -> np.ndarray:
-        """The next ``k`` held input frames, ``(k, channels)``: the ones aligned with the output."""
-        held = np.concatenate(self.held) if len(self.held) > 1 else self.held[0]
-        out, rest = held[:k], held[k:]
-        self.held = [rest] if rest.shape[0] else []
-        return out
+        return self.floor.apply(ready)
 
 
 # --------------------------------------------------------------------------- API
@@ -214,10 +204,8 @@ class Enhancer:
                  backend: str = "torch", threads: int | None = None, atten_lim_db: float | None = None) -> None:
         if not block_seconds > 0 or not math.isfinite(block_seconds):
             raise ValueError(f"block_seconds must be a positive number, got {block_seconds}")
-        if atten_lim_db is not None and not (atten_lim_db >= 0 and math.isfinite(atten_lim_db)):
-            raise ValueError(f"atten_lim_db must be a finite number of dB >= 0, got {atten_lim_db}")
         #: Share of the input mixed back in: the noise is lowered by at most ``atten_lim_db``.
-        self.floor = 0.0 if atten_lim_db is None else 10.0 ** (-atten_lim_db / 20.0)
+        self.floor = floor_gain(atten_lim_db)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.device = torch.device(device)

@@ -31,6 +31,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from .attenuation import floor_gain
+
 import numpy as np
 
 #: Sample formats: name -> (WAV format tag, bits).
@@ -162,8 +164,11 @@ class StreamPipeline:
     resampled with ``soxr.ResampleStream``.
     """
 
-    def __init__(self, make_processor: Any, rate: int, channels: int, model_rate: int = 16000) -> None:
+    def __init__(self, make_processor: Any, rate: int, channels: int, model_rate: int = 16000,
+                 floor: float = 0.0) -> None:
         import soxr
+
+        from .attenuation import InputFloor
 
         self.channels = channels
         self.procs = [make_processor() for _ in range(channels)]
@@ -173,6 +178,7 @@ class StreamPipeline:
         self.up = None if same else soxr.ResampleStream(model_rate, rate, **kw)
         self.n_in = 0
         self.n_out = 0
+        self.floor = InputFloor(floor)  # --atten-lim: the input mixed back in, aligned
 
     def _enhance(self, x: np.ndarray, last: bool) -> np.ndarray:
         cols = []
@@ -188,6 +194,7 @@ class StreamPipeline:
     def push(self, block: np.ndarray, last: bool = False) -> np.ndarray:
         block = np.asarray(block, np.float32).reshape(-1, self.channels)
         self.n_in += block.shape[0]
+        self.floor.hold(block)
         x = block if self.down is None else self.down.resample_chunk(block, last=last)
         y = self._enhance(np.asarray(x, np.float32).reshape(-1, self.channels), last)
         if self.up is not None and (y.shape[0] or last):
@@ -196,7 +203,7 @@ class StreamPipeline:
         if last and self.n_out + y.shape[0] < self.n_in:
             y = np.concatenate([y, np.zeros((self.n_in - self.n_out - y.shape[0], self.channels), np.float32)])
         self.n_out += y.shape[0]
-        return y
+        return self.floor.apply(y)
 
 
 def make_processor_factory(model_arg: str | None, config: str | None, onnx: bool, threads: int | None,
@@ -276,8 +283,9 @@ def run_stream(args: argparse.Namespace, stdin: BinaryIO, stdout: BinaryIO) -> i
 
     with tempfile.TemporaryDirectory(prefix="gagnet-stream-") as tmp:
         try:
+            floor = floor_gain(args.atten_lim)
             factory, model_rate = make_processor_factory(args.model, args.config, args.onnx, args.threads, tmp)
-            pipe = StreamPipeline(factory, fmt.rate, fmt.channels, model_rate)
+            pipe = StreamPipeline(factory, fmt.rate, fmt.channels, model_rate, floor)
         except (NotCausalError, ValueError, OSError, RuntimeError) as e:
             _err(e)
             return 2
@@ -367,6 +375,8 @@ def register(sub: Any) -> None:
     p.add_argument("--onnx", action="store_true",
                    help="run the network with ONNX Runtime (exported on the fly; the fast step of gagnet.fast_step "
                    "where the model allows it)")
+    p.add_argument("--atten-lim", type=float, default=None, metavar="DB",
+                   help="lower the noise by at most DB decibels (the input mixed back in at -DB dB; default: no limit)")
     p.add_argument("--raw", action="store_true", help="raw interleaved PCM instead of WAV, in and out")
     p.add_argument("--rate", type=int, default=None, help="raw input sample rate (default 16000)")
     p.add_argument("--channels", type=int, default=None, help="raw input channels (default 1)")
