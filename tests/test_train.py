@@ -98,6 +98,15 @@ def test_smoke_training_loss_falls(tmp_path):
     assert (out / "model.pt").exists() and (out / "val_log.csv").exists()
     assert any((out / "tb").glob("events.out.tfevents.*"))
 
+    # a run that starts from weights validates them first: its curve begins where the last ended
+    p = _run(_overrides(tmp_path, "stage2", init_weights=out / "model.pt", max_steps=4))
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err.decode()[-3000:]
+    before = list(csv.DictReader((out / "val_log.csv").open()))
+    after = list(csv.DictReader((tmp_path / "stage2" / "val_log.csv").open()))
+    assert before[-1]["step"] == "12" and [r["step"] for r in after] == ["0", "4"]
+    assert float(after[0]["val/loss"]) == pytest.approx(float(before[-1]["val/loss"]), rel=1e-4)
+
 
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     _make_corpus(tmp_path)

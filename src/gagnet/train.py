@@ -457,6 +457,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         enable_progress_bar=True,
     )
     train_dl.sampler.step_fn = lambda: trainer.global_step
+    if cfg.init_weights and not (resume and last.exists()):
+        # step 0 of the validation curve: the weights this run starts from
+        trainer.validate(module, val_dl, verbose=False)
     trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume and last.exists() else None)
     return out
 
