@@ -533,7 +533,9 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     if not (args.block_seconds > 0 and math.isfinite(args.block_seconds)):
         _err(f"--block-seconds must be positive, got {args.block_seconds}")
         return 2
-    if args.atten_lim is not None and not (args.atten_lim >= 0 and math.isfinite(args.atten_lim)):
+    try:
+        floor_gain(args.atten_lim)
+    except ValueError:
         _err(f"--atten-lim must be a number of dB >= 0, got {args.atten_lim}")
         return 2
     try:

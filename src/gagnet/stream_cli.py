@@ -31,9 +31,9 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from .attenuation import floor_gain
-
 import numpy as np
+
+from .attenuation import InputFloor, floor_gain
 
 #: Sample formats: name -> (WAV format tag, bits).
 _RAW_FORMATS = {"s16le": (1, 16), "s24le": (1, 24), "s32le": (1, 32), "f32le": (3, 32), "f64le": (3, 64)}
@@ -167,8 +167,6 @@ class StreamPipeline:
     def __init__(self, make_processor: Any, rate: int, channels: int, model_rate: int = 16000,
                  floor: float = 0.0) -> None:
         import soxr
-
-        from .attenuation import InputFloor
 
         self.channels = channels
         self.procs = [make_processor() for _ in range(channels)]
