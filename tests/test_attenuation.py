@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from gagnet.attenuation import InputFloor, floor_gain
+from gagnet.attenuation import FROM_MODEL, InputFloor, floor_gain, parse_atten_lim
 
 
 def test_floor_gain():
@@ -12,6 +12,15 @@ def test_floor_gain():
     for bad in (-0.5, float("nan"), float("inf")):
         with pytest.raises(ValueError):
             floor_gain(bad)
+
+
+def test_parse_atten_lim():
+    assert parse_atten_lim("12") == 12.0 and parse_atten_lim(" 0 ") == 0.0
+    assert parse_atten_lim("off") is None and parse_atten_lim("None") is None
+    assert parse_atten_lim("model") == FROM_MODEL
+    for bad in ("-1", "nan", "inf", "loud", ""):
+        with pytest.raises(ValueError, match="--atten-lim must be a number of dB >= 0, off or model"):
+            parse_atten_lim(bad)
 
 
 def test_outputs_lagging_in_ragged_blocks_meet_their_own_inputs():

@@ -225,9 +225,40 @@ def test_atten_lim_bad_values(model_pt, tmp_path, capsys):
             Enhancer.from_pretrained(model_pt, atten_lim_db=bad)
     src = _write(tmp_path / "a.wav", _noise(1600), 16000)
     rc, _, err = _cli(capsys, src, "--model", model_pt, "--atten-lim", "-1")
-    assert rc == 2 and _err_lines(err) == ["gagnet enhance: --atten-lim must be a number of dB >= 0, got -1.0"]
+    assert rc == 2 and _err_lines(err) == ["gagnet enhance: --atten-lim must be a number of dB >= 0, off or model, got -1"]
     rc, _, err = _cli(capsys, src, "--model", model_pt, "--atten-lim", "12")
     assert rc == 0 and (tmp_path / "a_enhanced.wav").is_file()
+
+
+def test_model_file_names_its_attenuation_limit(tmp_path, tiny_net, model_pt, capsys):
+    """A file's atten_lim_db is the default of from_pretrained and the CLI; None / off turn it off."""
+    path = tmp_path / "limited.pt"
+    torch.save({"config": tiny_net.cfg.to_dict(), "state_dict": tiny_net.state_dict(), "atten_lim_db": 6.0}, path)
+    assert pretrained.recommended_atten_lim(path) == 6.0 and pretrained.recommended_atten_lim(model_pt) is None
+    x = _noise(16000 + 77, seed=3)
+    raw = Enhancer.from_pretrained(path, atten_lim_db=None)
+    limited = Enhancer.from_pretrained(path)
+    assert raw.atten_lim_db is None and limited.atten_lim_db == 6.0
+    g = 10 ** (-6.0 / 20)
+    np.testing.assert_allclose(limited.enhance(x, 16000), (1 - g) * raw.enhance(x, 16000) + g * x, atol=1e-6)
+    assert Enhancer.from_pretrained(path, atten_lim_db=20.0).atten_lim_db == 20.0
+    with pytest.raises(ValueError, match="atten_lim_db must be a number of dB, None or 'model'"):
+        Enhancer.from_pretrained(path, atten_lim_db="loud")
+
+    src = _write(tmp_path / "a.wav", x, 16000, "FLOAT")
+    rc, out, err = _cli(capsys, src, "--model", path, "-o", tmp_path / "default")
+    assert rc == 0 and err == "" and "noise lowered by at most 6 dB" in out
+    rc, out, err = _cli(capsys, src, "--model", path, "-o", tmp_path / "off", "--atten-lim", "off")
+    assert rc == 0 and "lowered" not in out
+    y_default, _ = sf.read(str(tmp_path / "default" / "a.wav"), dtype="float32")
+    y_off, _ = sf.read(str(tmp_path / "off" / "a.wav"), dtype="float32")
+    np.testing.assert_allclose(y_default, (1 - g) * y_off + g * x, atol=1e-6)
+
+    for bad in (-1.0, float("nan"), "loud"):
+        torch.save({"config": tiny_net.cfg.to_dict(), "state_dict": tiny_net.state_dict(), "atten_lim_db": bad},
+                   tmp_path / "bad.pt")
+        with pytest.raises(ModelError, match="atten_lim_db must be a finite number of dB >= 0"):
+            Enhancer.from_pretrained(tmp_path / "bad.pt")
 
 
 def test_non_causal_model_in_blocks(tmp_path):
@@ -420,13 +451,14 @@ def test_cli_bad_inputs_messages(tmp_path, model_pt, capsys):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_cli_usage_errors(tmp_path, model_pt, capsys):
+def test_cli_usage_errors(tmp_path, model_pt, capsys, monkeypatch):
     rc, _, err = _cli(capsys, tmp_path / "missing.wav", "--model", model_pt)
     assert rc == 2 and len(_err_lines(err)) == 1 and "no such file" in err
     (tmp_path / "empty_dir").mkdir()
     rc, _, err = _cli(capsys, tmp_path / "empty_dir", "--model", model_pt)
     assert rc == 2 and len(_err_lines(err)) == 1
     src = _write(tmp_path / "a.wav", _noise(4000), 16000)
+    monkeypatch.setattr(pretrained, "DEFAULT_MODEL", None)
     rc, _, err = _cli(capsys, src)  # no --model and no default
     assert rc == 2 and _err_lines(err) == [
         "gagnet enhance: no default model is shipped yet; pass --model PATH (a model.pt or .ckpt from gagnet train)"
@@ -525,6 +557,23 @@ def test_every_shipped_model_loads_streams_and_is_labelled(name):
     out = torch.cat([stream.process(x[i:i + 333]) for i in range(0, len(x), 333)] + [stream.flush()])
     d = stream.latency_samples
     assert (out[d:d + len(x)] - offline).abs().max() < 1e-4
+
+
+def test_default_model_runs_without_model_and_names_its_limit(tmp_path, capsys):
+    """`gagnet enhance FILE` uses the shipped default with the limit its file names."""
+    if pretrained.DEFAULT_MODEL is None:
+        pytest.skip("no default model is shipped")
+    limit = pretrained.recommended_atten_lim(None)
+    x = _noise(8000, seed=9)
+    src = _write(tmp_path / "a.wav", x, 16000, "FLOAT")
+    rc, out, err = _cli(capsys, src)
+    assert rc == 0 and err == ""
+    if limit is not None:
+        assert f"at most {limit:g} dB" in out
+    y, _ = sf.read(str(tmp_path / "a_enhanced.wav"), dtype="float32")
+    raw = Enhancer.from_pretrained(atten_lim_db=None).enhance(x, 16000)
+    g = 0.0 if limit is None else 10 ** (-limit / 20)
+    np.testing.assert_allclose(y, (1 - g) * raw + g * x, atol=1e-5)
 
 
 def test_from_pretrained_without_default(monkeypatch):

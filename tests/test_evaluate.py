@@ -263,6 +263,21 @@ def test_cli_model_enhances_into_folder_then_scores(model_set, tmp_path, capsys)
     r = json.loads((tmp_path / "o.json").read_text())
     assert r["model"] == str(model_set["model"]) and r["n_files"] == 2 and not r["errors"]
     assert r["summary"]["si_sdr"]["n"] == 2 and r["improvement"]["ssnr"]["n"] == 2
+    assert r["atten_lim_db"] is None and "no attenuation limit" in text
+
+
+def test_cli_model_attenuation_limit_is_applied_and_reported(model_set, tmp_path, capsys):
+    """--atten-lim 0 returns the input: the enhanced files score exactly as the noisy ones."""
+    args = _parser().parse_args([
+        "evaluate", "--clean", str(model_set["clean"]), "--noisy", str(model_set["noisy"]),
+        "--model", str(model_set["model"]), "--atten-lim", "0", "--metrics", "si_sdr",
+        "--workers", "1", "--no-progress", "--json", str(tmp_path / "o.json"),
+    ])
+    assert args.func(args) == 0
+    assert "attenuation limit 0 dB" in capsys.readouterr().out
+    r = json.loads((tmp_path / "o.json").read_text())
+    assert r["atten_lim_db"] == 0.0
+    assert abs(r["improvement"]["si_sdr"]["mean"]) < 0.05  # 16-bit rounding only
 
 
 def test_cli_model_uses_a_removed_temporary_folder(model_set, tmp_path, monkeypatch, capsys):
@@ -282,6 +297,8 @@ def test_cli_model_uses_a_removed_temporary_folder(model_set, tmp_path, monkeypa
 @pytest.mark.parametrize("argv,expected", [
     (["--model", "x.pt"], "--model needs --noisy"),
     ([], "give --enhanced DIR, or --model"),
+    (["--enhanced", "x", "--atten-lim", "6"], "--atten-lim applies to --model"),
+    (["--model", "x.pt", "--noisy", "y", "--atten-lim", "loud"], "--atten-lim must be a number of dB >= 0, off or model"),
 ])
 def test_cli_model_usage_errors_exit_2(model_set, capsys, argv, expected):
     args = _parser().parse_args(["evaluate", "--clean", str(model_set["clean"]), "--no-progress", *argv])

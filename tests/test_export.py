@@ -219,7 +219,10 @@ def test_cli_export_fast(tiny, tmp_path, capsys, wave):
         (["--frames-per-step", "2", "--config", "tiny"], "--streaming"),
     ],
 )
-def test_cli_export_errors(tmp_path, capsys, argv, message):
+def test_cli_export_errors(tmp_path, capsys, monkeypatch, argv, message):
+    from gagnet import pretrained
+
+    monkeypatch.setattr(pretrained, "DEFAULT_MODEL", None)  # for the "no default model" case
     assert run_cli(["export", "--onnx", str(tmp_path / "m.onnx"), *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("gagnet export:") and message in err[-1]

@@ -102,6 +102,21 @@ def test_atten_lim_mixes_the_aligned_input_back(tiny):
     assert np.abs(y - ((1 - g) * _offline(model, x) + g * x)).max() < 1e-4
 
 
+def test_model_files_attenuation_limit_is_the_default(tiny, tmp_path):
+    import torch
+
+    model, _ = tiny
+    path = tmp_path / "limited.pt"
+    torch.save({"config": model.cfg.to_dict(), "state_dict": model.net.state_dict(), "atten_lim_db": 10.0}, path)
+    x = (0.1 * np.random.default_rng(6).standard_normal(6000)).astype(np.float32)
+    g = 10 ** (-10 / 20)
+    for argv, expected in ([[], (1 - g) * _offline(model, x) + g * x], [["--atten-lim", "off"], _offline(model, x)]):
+        code, out = _run(["--model", str(path), *argv], _wav_bytes(x, 16000, "FLOAT"))
+        assert code == 0
+        y, _ = sf.read(io.BytesIO(out), dtype="float32")
+        assert np.abs(y - expected).max() < 1e-4
+
+
 def test_onnx_uses_the_fast_step(tiny, monkeypatch):
     import gagnet.export as ex
 
@@ -172,7 +187,7 @@ def test_sample_formats_round_trip(tag, bits):
         (["--rate", "8000"], b"", "--raw"),
         (["--config", "paper"], None, "not causal"),
         (["--model", "/nonexistent.pt"], None, "no such model file"),
-        (["--config", "tiny", "--atten-lim", "-2"], None, "atten_lim_db must be"),
+        (["--config", "tiny", "--atten-lim", "-2"], None, "--atten-lim must be a number of dB >= 0"),
     ],
 )
 def test_errors_are_one_line(tiny, capsys, argv, data, message):

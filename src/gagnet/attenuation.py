@@ -2,7 +2,8 @@
 
 With a limit of ``L`` dB the output is ``(1 - g) * enhanced + g * input`` with
 ``g = 10 ** (-L / 20)``: the background is lowered by at most about ``L`` dB instead of removed
-(0 dB returns the input). The enhanced samples arrive later than the input samples they belong
+(0 dB returns the input). A model file may recommend a limit (its ``atten_lim_db`` key, see
+:func:`gagnet.pretrained.recommended_atten_lim`); :data:`FROM_MODEL` asks for that one. The enhanced samples arrive later than the input samples they belong
 to (block processing, network delay, resampling), so the input is held until its output comes.
 """
 from __future__ import annotations
@@ -10,6 +11,34 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+
+#: ``atten_lim_db`` value meaning "the limit the model file recommends" (none if it names none).
+FROM_MODEL = "model"
+
+#: CLI words for "no limit".
+NO_LIMIT_WORDS = ("off", "none")
+
+
+def parse_atten_lim(text: str) -> float | str | None:
+    """A CLI ``--atten-lim`` value: dB >= 0, ``off``/``none`` (None: no limit) or ``model`` (:data:`FROM_MODEL`).
+
+    Raises ``ValueError`` with a one-line message for anything else.
+    """
+    word = str(text).strip().lower()
+    if word in NO_LIMIT_WORDS:
+        return None
+    if word == FROM_MODEL:
+        return FROM_MODEL
+    try:
+        db = float(word)
+    except ValueError:
+        db = float("nan")
+    try:
+        floor_gain(db)
+    except ValueError:
+        raise ValueError(f"--atten-lim must be a number of dB >= 0, off or model, got {text}") from None
+    return db
 
 
 def floor_gain(atten_lim_db: float | None) -> float:

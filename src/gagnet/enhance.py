@@ -24,7 +24,7 @@ import numpy as np
 import soxr
 import torch
 
-from .attenuation import InputFloor, floor_gain
+from .attenuation import FROM_MODEL, InputFloor, floor_gain, parse_atten_lim
 from .audio_files import (
     AtomicAudioWriter,
     AudioFileError,
@@ -206,6 +206,8 @@ class Enhancer:
             raise ValueError(f"block_seconds must be a positive number, got {block_seconds}")
         #: Share of the input mixed back in: the noise is lowered by at most ``atten_lim_db``.
         self.floor = floor_gain(atten_lim_db)
+        #: The attenuation limit in dB (None: no limit).
+        self.atten_lim_db = None if atten_lim_db is None else float(atten_lim_db)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.device = torch.device(device)
@@ -224,18 +226,25 @@ class Enhancer:
         block_seconds: float = 30.0,
         backend: str = "torch",
         threads: int | None = None,
-        atten_lim_db: float | None = None,
+        atten_lim_db: float | str | None = FROM_MODEL,
     ) -> "Enhancer":
         """Load a shipped model by name, or a ``.pt``/``.ckpt`` file (see :func:`gagnet.pretrained.load_model`).
 
         ``backend="onnx"`` runs the network in ONNX Runtime (CPU; exported once and cached),
         about twice as fast as PyTorch on a CPU; ``threads`` is its thread count (None: all cores).
         ``atten_lim_db`` limits the attenuation: the output is ``(1 - g) * enhanced + g * input``
-        with ``g = 10 ** (-atten_lim_db / 20)``, so some of the background stays (None: no limit).
+        with ``g = 10 ** (-atten_lim_db / 20)``, so some of the background stays. The default,
+        ``"model"``, takes the limit the model file names (the shipped default model names one;
+        files from ``gagnet train`` none); None: no limit, the network's own output.
         """
-        from .pretrained import load_model
+        from .pretrained import load_model, recommended_atten_lim
 
-        return cls(load_model(name_or_path, device), device=device, block_seconds=block_seconds,
+        model = load_model(name_or_path, device)
+        if atten_lim_db == FROM_MODEL:
+            atten_lim_db = recommended_atten_lim(name_or_path)
+        elif isinstance(atten_lim_db, str):
+            raise ValueError(f"atten_lim_db must be a number of dB, None or {FROM_MODEL!r}, got {atten_lim_db!r}")
+        return cls(model, device=device, block_seconds=block_seconds,
                    backend=backend, threads=threads, atten_lim_db=atten_lim_db)
 
     @property
@@ -534,9 +543,9 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         _err(f"--block-seconds must be positive, got {args.block_seconds}")
         return 2
     try:
-        floor_gain(args.atten_lim)
-    except ValueError:
-        _err(f"--atten-lim must be a number of dB >= 0, got {args.atten_lim}")
+        atten_lim = parse_atten_lim(args.atten_lim)
+    except ValueError as e:
+        _err(str(e))
         return 2
     try:
         device = torch.device(args.device)
@@ -573,7 +582,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
     try:
         enhancer = Enhancer.from_pretrained(args.model, device=args.device, block_seconds=args.block_seconds,
-                                            backend=args.backend, atten_lim_db=args.atten_lim)
+                                            backend=args.backend, atten_lim_db=atten_lim)
     except ValueError as e:  # ModelError, or a back end the device cannot run
         _err(str(e))
         return 2
@@ -601,8 +610,12 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     rtf = f"{spent / audio:.3f}" if audio > 0 else "n/a"
     total = len(reports) + len(found.errors)
     print(f"{total} file{'s' if total != 1 else ''} ({n_failed} failed, {skipped} skipped), "
-          f"{_hours(audio)} h of audio, real-time factor {rtf}")
+          f"{_hours(audio)} h of audio, real-time factor {rtf}{_limit_note(enhancer.atten_lim_db)}")
     return 1 if n_failed else 0
+
+
+def _limit_note(atten_lim_db: float | None) -> str:
+    return "" if atten_lim_db is None else f", noise lowered by at most {atten_lim_db:g} dB (--atten-lim)"
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -616,7 +629,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     width = max(len(n) for n in models)
     for name, summary in models.items():
         mark = "*" if name == pretrained.DEFAULT_MODEL else " "
-        print(f"{mark} {name:<{width}}  {summary}")
+        try:
+            limit = pretrained.recommended_atten_lim(name)
+        except pretrained.ModelError:
+            limit = None
+        note = "" if limit is None else f" [--atten-lim {limit:g} by default]"
+        print(f"{mark} {name:<{width}}  {summary}{note}")
     if pretrained.DEFAULT_MODEL in models:
         print("(* = default)")
     else:
@@ -641,9 +659,10 @@ def register(sub: Any) -> None:
     p.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="run the network in PyTorch (default) or ONNX Runtime (CPU only, about twice as fast; "
                    "the graph is exported on first use and cached in ~/.cache/gagnet)")
-    p.add_argument("--atten-lim", type=float, default=None, metavar="DB",
+    p.add_argument("--atten-lim", default=FROM_MODEL, metavar="DB|off",
                    help="lower the noise by at most DB decibels: mix the input back in at -DB dB "
-                   "(e.g. 12 keeps some ambience; 0 returns the input; default: no limit)")
+                   "(e.g. 12 keeps some ambience; 0 returns the input); off: the network's output alone. "
+                   "Default: the limit the model names (see `gagnet models`; none for files from gagnet train)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     p.add_argument("--plot", action="store_true",
                    help="also write <output stem>.png with noisy and enhanced spectrograms "

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .attenuation import FROM_MODEL, parse_atten_lim
 from .metrics import METRICS, SAMPLE_RATE, parse_metrics, resample, score
 
 log = logging.getLogger(__name__)
@@ -291,6 +292,10 @@ def format_summary(result: dict[str, Any]) -> str:
     footer = f"{result['n_files']} file(s), {result['seconds']:.1f} s"
     if result.get("errors"):
         footer += f", {len(result['errors'])} failed (see 'errors')"
+    if result.get("model") is not None:
+        limit = result.get("atten_lim_db")
+        footer += f"; model {result['model']}, " + ("no attenuation limit" if limit is None
+                                                   else f"attenuation limit {limit:g} dB")
     return "\n".join(text + [footer])
 
 
@@ -478,6 +483,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="NAME|PATH",
                    help="enhance every --noisy file with this model first (shipped name, or a model.pt / .ckpt "
                    "from gagnet train), then score the results")
+    p.add_argument("--atten-lim", default=FROM_MODEL, metavar="DB|off",
+                   help="with --model: its attenuation limit, as in gagnet enhance (default: the model's own; "
+                   "off: the network's output alone)")
     p.add_argument("--enhanced", metavar="DIR",
                    help="enhanced files to score; with --model, the folder the enhanced files are written to "
                    "(created; default: a temporary folder, removed afterwards)")
@@ -501,10 +509,11 @@ def _nested(a: Path, b: Path) -> bool:
 
 
 def enhance_folder(model: str, noisy_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                   progress: bool = True) -> list[Path]:
+                   progress: bool = True, atten_lim_db: float | str | None = FROM_MODEL) -> list[Path]:
     """Enhance every audio file of ``noisy_dir`` with ``model`` into ``out_dir``, keeping relative paths.
 
-    ``model`` is a shipped model name or a model file (:func:`gagnet.pretrained.load_model`).
+    ``model`` is a shipped model name or a model file (:func:`gagnet.pretrained.load_model`);
+    ``atten_lim_db`` as in :meth:`gagnet.enhance.Enhancer.from_pretrained` (default: the model's own).
     Existing outputs are replaced. Raises ``ValueError`` (one line) when the model cannot be
     loaded or a file cannot be enhanced; returns the written paths.
     """
@@ -517,7 +526,7 @@ def enhance_folder(model: str, noisy_dir: str | os.PathLike[str], out_dir: str |
     if _nested(out, Path(noisy_dir)):
         raise ValueError(f"the enhanced folder {out} must be outside the noisy folder {noisy_dir} and not contain it")
     inputs = frozenset(p.resolve() for p in noisy.values())
-    enhancer = Enhancer.from_pretrained(model)  # ModelError is a one-line ValueError
+    enhancer = Enhancer.from_pretrained(model, atten_lim_db=atten_lim_db)  # ModelError is a one-line ValueError
     written: list[Path] = []
     failed: list[str] = []
     root = Path(noisy_dir)
@@ -532,6 +541,12 @@ def enhance_folder(model: str, noisy_dir: str | os.PathLike[str], out_dir: str |
     if failed:
         raise ValueError(f"could not enhance {len(failed)} of {len(noisy)} file(s) (first: {failed[0]})")
     return written
+
+
+def _limit_used(model: str, atten_lim: float | str | None) -> float | None:
+    from .pretrained import recommended_atten_lim
+
+    return recommended_atten_lim(model) if atten_lim == FROM_MODEL else atten_lim
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -551,6 +566,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if model is None and getattr(args, "enhanced", None) is None:
             raise ValueError("give --enhanced DIR, or --model NAME|PATH with --noisy DIR")
         metrics = parse_metrics(args.metrics) if getattr(args, "metrics", None) else None
+        atten_lim = parse_atten_lim(getattr(args, "atten_lim", FROM_MODEL))
+        if model is None and atten_lim != FROM_MODEL:
+            raise ValueError("--atten-lim applies to --model; it cannot change files already enhanced")
         progress = not getattr(args, "no_progress", False)
         with contextlib.ExitStack() as stack:
             enhanced_dir = args.enhanced
@@ -573,7 +591,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                         Path(enhanced_dir).mkdir(parents=True, exist_ok=True)
                     except (FileExistsError, NotADirectoryError):
                         raise ValueError(f"--enhanced {enhanced_dir}: cannot create the folder (a file is in the way)")
-                enhance_folder(model, noisy_dir, enhanced_dir, progress=progress)
+                enhance_folder(model, noisy_dir, enhanced_dir, progress=progress, atten_lim_db=atten_lim)
             result = evaluate(
                 args.clean,
                 enhanced_dir,
@@ -584,6 +602,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             )
             if model is not None:
                 result["model"] = str(model)
+                result["atten_lim_db"] = _limit_used(model, atten_lim)
                 result["enhanced_dir"] = None if args.enhanced is None else str(args.enhanced)
             if result["n_files"] == len(result["errors"]):
                 raise ValueError(f"no file could be scored (first error: {result['errors'][0]['error']})")

@@ -33,7 +33,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .attenuation import InputFloor, floor_gain
+from .attenuation import FROM_MODEL, InputFloor, floor_gain, parse_atten_lim
 
 #: Sample formats: name -> (WAV format tag, bits).
 _RAW_FORMATS = {"s16le": (1, 16), "s24le": (1, 24), "s32le": (1, 32), "f32le": (3, 32), "f64le": (3, 64)}
@@ -241,6 +241,18 @@ def make_processor_factory(model_arg: str | None, config: str | None, onnx: bool
     return (lambda: DelayCompensated(StreamingEnhancer(model))), model.cfg.sample_rate
 
 
+def _atten_lim(args: argparse.Namespace) -> float | None:
+    """The ``--atten-lim`` in dB (None: no limit); ``model`` takes the model file's own limit."""
+    limit = parse_atten_lim(args.atten_lim)
+    if limit != FROM_MODEL:
+        return limit
+    if args.config is not None or (args.model or "").lower().endswith(".onnx"):
+        return None  # random weights, or an ONNX graph: no model file to name a limit
+    from .pretrained import recommended_atten_lim
+
+    return recommended_atten_lim(args.model)
+
+
 def _err(msg: object) -> None:
     print(f"gagnet stream: {' '.join(str(msg).split())}", file=sys.stderr)
 
@@ -281,7 +293,7 @@ def run_stream(args: argparse.Namespace, stdin: BinaryIO, stdout: BinaryIO) -> i
 
     with tempfile.TemporaryDirectory(prefix="gagnet-stream-") as tmp:
         try:
-            floor = floor_gain(args.atten_lim)
+            floor = floor_gain(_atten_lim(args))
             factory, model_rate = make_processor_factory(args.model, args.config, args.onnx, args.threads, tmp)
             pipe = StreamPipeline(factory, fmt.rate, fmt.channels, model_rate, floor)
         except (NotCausalError, ValueError, OSError, RuntimeError) as e:
@@ -373,8 +385,9 @@ def register(sub: Any) -> None:
     p.add_argument("--onnx", action="store_true",
                    help="run the network with ONNX Runtime (exported on the fly; the fast step of gagnet.fast_step "
                    "where the model allows it)")
-    p.add_argument("--atten-lim", type=float, default=None, metavar="DB",
-                   help="lower the noise by at most DB decibels (the input mixed back in at -DB dB; default: no limit)")
+    p.add_argument("--atten-lim", default=FROM_MODEL, metavar="DB|off",
+                   help="lower the noise by at most DB decibels (the input mixed back in at -DB dB); off: the "
+                   "network's output alone. Default: the limit the model file names (none for .onnx and --config)")
     p.add_argument("--raw", action="store_true", help="raw interleaved PCM instead of WAV, in and out")
     p.add_argument("--rate", type=int, default=None, help="raw input sample rate (default 16000)")
     p.add_argument("--channels", type=int, default=None, help="raw input channels (default 1)")

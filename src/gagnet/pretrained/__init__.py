@@ -2,7 +2,10 @@
 
 A shipped model is ``gagnet/pretrained/<name>.pt``: ``torch.save`` of
 ``{"config": GaGNetConfig.to_dict(), "state_dict": tensors (fp16 allowed), "card":
-{"summary": "one line", ...}}``, with an optional model card ``<name>.md`` beside it.
+{"summary": "one line", ...}, "atten_lim_db": dB}``, with an optional model card ``<name>.md``
+beside it. ``atten_lim_db`` (optional) is the attenuation limit the model is meant to run with
+(:mod:`gagnet.attenuation`): :class:`~gagnet.enhance.Enhancer` and the CLI apply it unless told
+otherwise.
 
 :func:`load_model` also reads the files ``gagnet train`` writes: ``model.pt``
 (``{"config", "state_dict"}`` from :func:`gagnet.train.save_weights`) and Lightning
@@ -12,6 +15,7 @@ Every file is read with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +30,7 @@ from ..model import GaGNet, WaveGaGNet
 PRETRAINED_DIR = Path(__file__).resolve().parent
 
 #: Model used when none is named. None: no trained model has shipped yet.
-DEFAULT_MODEL: str | None = None
+DEFAULT_MODEL: str | None = "causal-v1"
 
 
 class ModelError(ValueError):
@@ -42,13 +46,33 @@ def _shipped() -> dict[str, Path]:
 
 
 @functools.lru_cache(maxsize=None)
-def _card(path: Path, mtime: float) -> dict[str, Any]:
+def _meta(path: Path, mtime: float) -> tuple[dict[str, Any], Any]:
+    """``(card, atten_lim_db)`` of a model file; a broken file gives an "unreadable" card."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:  # a broken shipped file must not break listing the others
-        return {"summary": f"(unreadable: {_one_line(e)[:80]})"}
-    card = obj.get("card") if isinstance(obj, Mapping) else None
-    return dict(card) if isinstance(card, Mapping) else {}
+        return {"summary": f"(unreadable: {_one_line(e)[:80]})"}, None
+    if not isinstance(obj, Mapping):
+        return {}, None
+    card = obj.get("card")
+    return (dict(card) if isinstance(card, Mapping) else {}), obj.get("atten_lim_db")
+
+
+def recommended_atten_lim(name_or_path: str | os.PathLike | None = None) -> float | None:
+    """The attenuation limit in dB that a model file names (``atten_lim_db``), or None.
+
+    ``name_or_path`` as in :func:`load_model`. Raises :class:`ModelError` when the value is
+    not a finite number >= 0.
+    """
+    path = resolve(name_or_path)
+    value = _meta(path, path.stat().st_mtime)[1]
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+        raise ModelError(f"{path}: atten_lim_db must be a finite number of dB >= 0, got {_one_line(value)[:40]}")
+    return float(value)
 
 
 def card(name: str) -> dict[str, Any]:
@@ -57,7 +81,7 @@ def card(name: str) -> dict[str, Any]:
     if name not in shipped:
         raise ModelError(_unknown(name))
     path = shipped[name]
-    info = dict(_card(path, path.stat().st_mtime))
+    info = dict(_meta(path, path.stat().st_mtime)[0])
     if not info.get("summary"):
         md = path.with_suffix(".md")
         if md.is_file():
@@ -175,4 +199,4 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str | torc
     return WaveGaGNet(net).to(device).eval()
 
 
-__all__ = ["DEFAULT_MODEL", "PRETRAINED_DIR", "ModelError", "available", "card", "load_model", "resolve"]
+__all__ = ["DEFAULT_MODEL", "PRETRAINED_DIR", "ModelError", "available", "card", "load_model", "recommended_atten_lim", "resolve"]

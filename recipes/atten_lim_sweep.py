@@ -1,0 +1,86 @@
+"""Choose a model's attenuation limit on held-out mixtures of its training recipe (never dev/).
+
+Makes ``--count`` mixtures of ``--seconds`` from the files the recipe holds out for validation,
+enhances them once with the network alone, mixes the input back in at each limit (the same
+rule as ``gagnet enhance --atten-lim``) and prints the mean change against the input by SNR
+band. The shipped ``causal-v1`` limit (12 dB) came from::
+
+    python recipes/atten_lim_sweep.py --model causal-v1 --config src/gagnet/configs/default-model.yaml
+
+(needs that recipe's local data: see docs/training.md (d); about 25 minutes on 2 CPU cores).
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import yaml
+
+from gagnet.attenuation import floor_gain
+from gagnet.config import TrainConfig
+from gagnet.data import ValidationSet, list_audio, split_holdout
+from gagnet.enhance import Enhancer
+from gagnet.evaluate import evaluate
+
+BANDS = [(-5.0, 5.0), (5.0, 15.0), (15.0, 22.5), (22.5, 30.1)]
+METRICS = ["pesq_wb", "stoi", "estoi", "si_sdr", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl"]
+
+
+def held_out_set(config: Path, count: int, seconds: float, snr: tuple[float, float], folder: Path) -> list[float]:
+    """Write ``folder/{noisy,clean}/NNNN.wav``; returns each mixture's SNR."""
+    cfg = TrainConfig.from_dict(yaml.safe_load(config.read_text()))
+    data = cfg.data.replace(val_count=count, val_seconds=seconds, snr_db=list(snr), val_seed=12345)
+    _, speech = split_holdout(list_audio(data.speech), data.holdout_fraction)
+    _, noise = split_holdout(list_audio(data.noise), data.holdout_fraction)
+    vs = ValidationSet(speech, noise, data)
+    vs.write(folder)
+    return [float(item["snr"]) for item in vs.items]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="causal-v1")
+    ap.add_argument("--config", type=Path, default=Path("src/gagnet/configs/default-model.yaml"))
+    ap.add_argument("--limits", type=float, nargs="+", default=[20, 15, 12, 9, 6])
+    ap.add_argument("--count", type=int, default=96)
+    ap.add_argument("--seconds", type=float, default=6.0)
+    ap.add_argument("--snr", type=float, nargs=2, default=(-5.0, 30.0))
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="gagnet-sweep-") as tmp:
+        root = Path(tmp)
+        snrs = held_out_set(args.config, args.count, args.seconds, tuple(args.snr), root)
+        network = Enhancer.from_pretrained(args.model, atten_lim_db=None)
+        noisy = sorted((root / "noisy").glob("*.wav"))
+        outs = {lim: root / ("off" if lim is None else f"lim{lim:g}") for lim in [None, *args.limits]}
+        for folder in outs.values():
+            folder.mkdir()
+        for path in noisy:
+            x, sr = sf.read(path, dtype="float32")
+            y = network.enhance(x, sr)
+            for lim, folder in outs.items():
+                g = floor_gain(lim)
+                sf.write(folder / path.name, (1 - g) * y + g * x, sr, subtype="FLOAT")
+        snr_of = {p.stem: s for p, s in zip(noisy, snrs)}
+        print("mean change against the input; rows: limit and SNR band")
+        print(f"{'limit':<6} {'band':<11} " + " ".join(f"{m:>11}" for m in METRICS))
+        for lim, folder in outs.items():
+            r = evaluate(root / "clean", folder, noisy_dir=root / "noisy", metrics=METRICS, progress=False)
+            rows = {band: [] for band in [*BANDS, None]}
+            for f in r["files"]:
+                delta = [f[m] - f["noisy_" + m] for m in METRICS]
+                band = next(b for b in BANDS if b[0] <= snr_of[Path(f["file"]).stem] < b[1])
+                rows[band].append(delta)
+                rows[None].append(delta)
+            for band, deltas in rows.items():
+                name = "all" if band is None else f"{band[0]:g}..{min(band[1], 30):g}"
+                means = np.nanmean(np.array(deltas, float), axis=0) if deltas else [np.nan] * len(METRICS)
+                label = "off" if lim is None else f"{lim:g} dB"
+                print(f"{label:<6} {name:<11} " + " ".join(f"{v:11.3f}" for v in means) + f"   n={len(deltas)}")
+
+
+if __name__ == "__main__":
+    main()
