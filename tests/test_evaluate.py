@@ -330,3 +330,18 @@ def test_dev_set_reproduces_reference_means():
     for summary, system in (("summary", "gagnet_official"), ("noisy_summary", "noisy")):
         for m, want, t in zip(names, ref[system], tol):
             assert r[summary][m]["mean"] == pytest.approx(want, abs=t), (system, m)
+
+
+@pytest.mark.skipif(not DEV.is_dir() or not os.environ.get("GAGNET_DEV_EVAL"),
+                    reason="set GAGNET_DEV_EVAL=1 with shared/data present (about 4 minutes)")
+def test_default_model_beats_noisy_on_every_dev_metric(tmp_path):
+    """The shipped default model, as `gagnet enhance` runs it, improves every measure over noisy."""
+    from gagnet import pretrained
+
+    if pretrained.DEFAULT_MODEL is None:
+        pytest.skip("no default model is shipped")
+    ev.enhance_folder(pretrained.DEFAULT_MODEL, DEV / "noisy", tmp_path / "enhanced", progress=False)
+    r = ev.evaluate(DEV / "clean", tmp_path / "enhanced", DEV / "noisy", progress=False)
+    assert r["n_files"] == 47 and not r["errors"]
+    worse = [m for m in r["metrics"] if r["improvement"][m]["mean"] <= 0]
+    assert not worse, worse

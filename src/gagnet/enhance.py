@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soxr
 import torch
 
-from .attenuation import FROM_MODEL, InputFloor, floor_gain, parse_atten_lim
+from .attenuation import FROM_MODEL, floor_gain, parse_atten_lim
 from .audio_files import (
     AtomicAudioWriter,
     AudioFileError,
@@ -40,7 +39,7 @@ from .audio_files import (
     same_file,
 )
 from .model import WaveGaGNet
-from .pretrained import ModelError
+from .pipeline import ChannelPipeline
 from .streaming import make_block_processor
 
 logger = logging.getLogger(__name__)
@@ -115,64 +114,6 @@ def onnx_session(model: WaveGaGNet, threads: int | None = None) -> Any:
         finally:
             tmp.unlink(missing_ok=True)
     return make_session(path, threads, low_memory=True)
-
-
-# --------------------------------------------------------------------------- signal path
-class _Pipeline:
-    """Resample (rate -> 16 kHz) -> per-channel block processor -> resample back, exact length.
-
-    :meth:`push` takes float32 ``(frames, channels)`` blocks and returns the output that is
-    ready, also ``(frames, channels)``; after ``last=True`` the outputs add up to exactly the
-    number of input frames. With ``floor`` > 0 each output sample is
-    ``(1 - floor) * enhanced + floor * input`` (see :mod:`gagnet.attenuation`).
-    """
-
-    def __init__(self, model: WaveGaGNet, sample_rate: int, channels: int, block_seconds: float,
-                 session: Any = None, floor: float = 0.0) -> None:
-        self.rate = int(sample_rate)
-        self.model_rate = int(model.cfg.sample_rate)
-        self.channels = int(channels)
-        self.procs = [_make_processor(model, block_seconds, session) for _ in range(self.channels)]
-        same = self.rate == self.model_rate
-        kw = dict(num_channels=self.channels, dtype="float32", quality="HQ")
-        self.down = None if same else soxr.ResampleStream(self.rate, self.model_rate, **kw)
-        self.up = None if same else soxr.ResampleStream(self.model_rate, self.rate, **kw)
-        self.pending = [np.zeros(0, np.float32) for _ in range(self.channels)]
-        self.n_in = 0
-        self.n_out = 0
-        self.done = False
-        self.floor = InputFloor(floor)
-
-    def push(self, block: np.ndarray, last: bool = False) -> np.ndarray:
-        if self.done:
-            raise RuntimeError("pipeline already finished")
-        block = np.ascontiguousarray(block, dtype=np.float32).reshape(-1, self.channels)
-        self.n_in += block.shape[0]
-        self.floor.hold(block)
-        x = block if self.down is None else self.down.resample_chunk(block, last=last)
-        x = np.asarray(x, np.float32).reshape(-1, self.channels)
-        for c, proc in enumerate(self.procs):
-            y = [proc.process(np.ascontiguousarray(x[:, c]))] if x.shape[0] else []
-            if last:
-                y.append(proc.flush())
-            if y:
-                self.pending[c] = np.concatenate([self.pending[c], *[np.asarray(a, np.float32).ravel() for a in y]])
-        k = min(p.shape[0] for p in self.pending)
-        if last and any(p.shape[0] != k for p in self.pending):
-            raise RuntimeError("block processor returned different lengths for different channels")
-        ready = np.stack([p[:k] for p in self.pending], axis=1) if k else np.zeros((0, self.channels), np.float32)
-        self.pending = [p[k:] for p in self.pending]
-        if self.up is not None and (k or last):
-            ready = np.asarray(self.up.resample_chunk(ready, last=last), np.float32).reshape(-1, self.channels)
-        # Never emit more than has come in; the end is padded (or trimmed) to the exact length.
-        ready = ready[: max(0, self.n_in - self.n_out)]
-        if last:
-            short = self.n_in - self.n_out - ready.shape[0]
-            if short > 0:
-                ready = np.concatenate([ready, np.zeros((short, self.channels), np.float32)])
-            self.done = True
-        self.n_out += ready.shape[0]
-        return self.floor.apply(ready)
 
 
 # --------------------------------------------------------------------------- API
@@ -251,8 +192,9 @@ class Enhancer:
     def sample_rate(self) -> int:
         return int(self.model.cfg.sample_rate)
 
-    def _pipeline(self, sample_rate: int, channels: int) -> _Pipeline:
-        return _Pipeline(self.model, sample_rate, channels, self.block_seconds, self._session, self.floor)
+    def _pipeline(self, sample_rate: int, channels: int) -> ChannelPipeline:
+        return ChannelPipeline(lambda: _make_processor(self.model, self.block_seconds, self._session),
+                               sample_rate, channels, self.model.cfg.sample_rate, self.floor)
 
     def _chunk_frames(self, sample_rate: int) -> int:
         return max(1, int(round(min(READ_SECONDS, self.block_seconds) * sample_rate)))
@@ -395,7 +337,7 @@ class Enhancer:
                 if n_read == 0:
                     raise AudioFileError(f"{src}: no samples")
                 writer.write(pipe.push(np.zeros((0, info.channels), np.float32), last=True))
-            if writer.frames_written != n_read:  # pragma: no cover - guarded by _Pipeline
+            if writer.frames_written != n_read:  # pragma: no cover - guarded by ChannelPipeline
                 raise RuntimeError(f"wrote {writer.frames_written} samples for {n_read}")
         except BaseException as e:
             writer.__exit__(type(e), e, e.__traceback__)

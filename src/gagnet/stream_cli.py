@@ -33,7 +33,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .attenuation import FROM_MODEL, InputFloor, floor_gain, parse_atten_lim
+from .attenuation import FROM_MODEL, floor_gain, parse_atten_lim
+from .pipeline import ChannelPipeline
 
 #: Sample formats: name -> (WAV format tag, bits).
 _RAW_FORMATS = {"s16le": (1, 16), "s24le": (1, 24), "s32le": (1, 32), "f32le": (3, 32), "f64le": (3, 64)}
@@ -155,55 +156,6 @@ def wav_header(fmt: SampleFormat, data_bytes: int | None) -> bytes:
 
 
 # --------------------------------------------------------------------------- processing
-class StreamPipeline:
-    """float32 (frames, channels) blocks in -> enhanced blocks out, exact total length.
-
-    ``make_processor()`` builds one per channel: an object with ``process(x) -> ready`` and
-    ``flush() -> rest`` whose outputs add up to its input's length (e.g.
-    :class:`~gagnet.streaming.DelayCompensated`). Rates other than ``model_rate`` are
-    resampled with ``soxr.ResampleStream``.
-    """
-
-    def __init__(self, make_processor: Any, rate: int, channels: int, model_rate: int = 16000,
-                 floor: float = 0.0) -> None:
-        import soxr
-
-        self.channels = channels
-        self.procs = [make_processor() for _ in range(channels)]
-        kw = dict(num_channels=channels, dtype="float32", quality="HQ")
-        same = rate == model_rate
-        self.down = None if same else soxr.ResampleStream(rate, model_rate, **kw)
-        self.up = None if same else soxr.ResampleStream(model_rate, rate, **kw)
-        self.n_in = 0
-        self.n_out = 0
-        self.floor = InputFloor(floor)  # --atten-lim: the input mixed back in, aligned
-
-    def _enhance(self, x: np.ndarray, last: bool) -> np.ndarray:
-        cols = []
-        for c, proc in enumerate(self.procs):
-            parts = [proc.process(np.ascontiguousarray(x[:, c]))] if x.shape[0] else []
-            if last:
-                parts.append(proc.flush())
-            cols.append(np.concatenate(parts) if parts else np.zeros(0, np.float32))
-        if len({len(col) for col in cols}) > 1:
-            raise RuntimeError("channels came out with different lengths")
-        return np.stack(cols, axis=1).astype(np.float32, copy=False)
-
-    def push(self, block: np.ndarray, last: bool = False) -> np.ndarray:
-        block = np.asarray(block, np.float32).reshape(-1, self.channels)
-        self.n_in += block.shape[0]
-        self.floor.hold(block)
-        x = block if self.down is None else self.down.resample_chunk(block, last=last)
-        y = self._enhance(np.asarray(x, np.float32).reshape(-1, self.channels), last)
-        if self.up is not None and (y.shape[0] or last):
-            y = np.asarray(self.up.resample_chunk(y, last=last), np.float32).reshape(-1, self.channels)
-        y = y[: max(0, self.n_in - self.n_out)]  # never ahead of the input; exact length at the end
-        if last and self.n_out + y.shape[0] < self.n_in:
-            y = np.concatenate([y, np.zeros((self.n_in - self.n_out - y.shape[0], self.channels), np.float32)])
-        self.n_out += y.shape[0]
-        return self.floor.apply(y)
-
-
 def make_processor_factory(model_arg: str | None, config: str | None, onnx: bool, threads: int | None,
                            tmpdir: str) -> tuple[Any, int]:
     """A per-channel processor factory and the model's sample rate, from the CLI options."""
@@ -295,7 +247,7 @@ def run_stream(args: argparse.Namespace, stdin: BinaryIO, stdout: BinaryIO) -> i
         try:
             floor = floor_gain(_atten_lim(args))
             factory, model_rate = make_processor_factory(args.model, args.config, args.onnx, args.threads, tmp)
-            pipe = StreamPipeline(factory, fmt.rate, fmt.channels, model_rate, floor)
+            pipe = ChannelPipeline(factory, fmt.rate, fmt.channels, model_rate, floor)
         except (NotCausalError, ValueError, OSError, RuntimeError) as e:
             _err(e)
             return 2
