@@ -25,7 +25,7 @@ from gagnet.data import ValidationSet, list_audio, split_holdout
 from gagnet.enhance import Enhancer
 from gagnet.evaluate import evaluate
 
-BANDS = [(-5.0, 5.0), (5.0, 15.0), (15.0, 22.5), (22.5, 30.1)]
+BANDS = [(-np.inf, 5.0), (5.0, 15.0), (15.0, 22.5), (22.5, np.inf)]
 METRICS = ["pesq_wb", "stoi", "estoi", "si_sdr", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl"]
 
 
@@ -76,7 +76,7 @@ def main() -> None:
                 rows[band].append(delta)
                 rows[None].append(delta)
             for band, deltas in rows.items():
-                name = "all" if band is None else f"{band[0]:g}..{min(band[1], 30):g}"
+                name = "all" if band is None else f"{band[0]:g}..{band[1]:g}"
                 means = np.nanmean(np.array(deltas, float), axis=0) if deltas else [np.nan] * len(METRICS)
                 label = "off" if lim is None else f"{lim:g} dB"
                 print(f"{label:<6} {name:<11} " + " ".join(f"{v:11.3f}" for v in means) + f"   n={len(deltas)}")

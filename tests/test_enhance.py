@@ -254,6 +254,13 @@ def test_model_file_names_its_attenuation_limit(tmp_path, tiny_net, model_pt, ca
     y_off, _ = sf.read(str(tmp_path / "off" / "a.wav"), dtype="float32")
     np.testing.assert_allclose(y_default, (1 - g) * y_off + g * x, atol=1e-6)
 
+    legacy = tmp_path / "legacy.pt"  # torch's old non-zip format cannot be memory-mapped
+    torch.save({"config": tiny_net.cfg.to_dict(), "state_dict": tiny_net.state_dict(), "atten_lim_db": 9.0}, legacy,
+               _use_new_zipfile_serialization=False)
+    assert Enhancer.from_pretrained(legacy).atten_lim_db == 9.0
+    with pytest.raises(ValueError, match="Enhancer.from_pretrained takes 'model'"):
+        Enhancer(load_model(path), atten_lim_db="model")
+
     for bad in (-1.0, float("nan"), "loud"):
         torch.save({"config": tiny_net.cfg.to_dict(), "state_dict": tiny_net.state_dict(), "atten_lim_db": bad},
                    tmp_path / "bad.pt")
@@ -525,12 +532,19 @@ def test_cli_silence_dc_clipped(tmp_path, model_pt, capsys, name):
 
 
 # --------------------------------------------------------------------------- models
-def test_models_none_shipped(capsys):
+def test_models_listing_marks_the_default_and_its_limit(capsys):
     assert pretrained.DEFAULT_MODEL is None or pretrained.DEFAULT_MODEL in pretrained.available()
     assert run_cli(["models"]) == 0
     out = capsys.readouterr().out
     if not pretrained.available():
         assert "No model is shipped yet" in out
+    for name in pretrained.available():
+        line = next(x for x in out.splitlines() if x[2:].startswith(name + " "))
+        assert line.startswith("*") == (name == pretrained.DEFAULT_MODEL)
+        limit = pretrained.recommended_atten_lim(name)
+        assert ("[--atten-lim" in line) == (limit is not None)
+        if limit is not None:
+            assert f"[--atten-lim {limit:g} by default]" in line
 
 
 @pytest.mark.parametrize("name", sorted(pretrained.available()) or [None])

@@ -333,7 +333,7 @@ def test_dev_set_reproduces_reference_means():
 
 
 @pytest.mark.skipif(not DEV.is_dir() or not os.environ.get("GAGNET_DEV_EVAL"),
-                    reason="set GAGNET_DEV_EVAL=1 with shared/data present (about 4 minutes)")
+                    reason="set GAGNET_DEV_EVAL=1 with shared/data present (about 2 minutes)")
 def test_default_model_beats_noisy_on_every_dev_metric(tmp_path):
     """The shipped default model, as `gagnet enhance` runs it, improves every measure over noisy."""
     from gagnet import pretrained

@@ -194,6 +194,24 @@ def test_cli_export(tiny, tmp_path, capsys, wave):
     assert OnnxOfflineEnhancer(tmp_path / "r.onnx").cfg.name == "tiny"
 
 
+def test_model_files_attenuation_limit_travels_as_metadata(tiny, tmp_path, capsys):
+    """The limit a model file names is stored in the graph's metadata, not applied by the graph."""
+    assert OnnxOfflineEnhancer(export_offline(tiny, tmp_path / "plain.onnx")).atten_lim_db is None
+    path = tmp_path / "limited.pt"
+    torch.save({"config": tiny.cfg.to_dict(), "state_dict": tiny.net.state_dict(), "atten_lim_db": 12.0}, path)
+    for argv, runner in (([], OnnxOfflineEnhancer), (["--streaming"], OnnxStreamingEnhancer)):
+        out = tmp_path / f"m{len(argv)}.onnx"
+        assert run_cli(["export", "--onnx", str(out), "--model", str(path), *argv]) == 0
+        assert "12 dB attenuation limit is in the metadata" in capsys.readouterr().err
+        assert runner(out).atten_lim_db == 12.0
+    x = (0.1 * np.random.default_rng(4).standard_normal(3000)).astype(np.float32)
+    with torch.no_grad():  # the graph is the network alone
+        ref = tiny(torch.from_numpy(x)).numpy()
+    assert np.abs(_stream(OnnxStreamingEnhancer(tmp_path / "m1.onnx"), x, HOP)[320:] - ref).max() < 1e-4
+    with pytest.raises(ValueError):
+        export_offline(tiny, tmp_path / "bad.onnx", atten_lim_db=-3.0)
+
+
 def test_cli_export_fast(tiny, tmp_path, capsys, wave):
     out = tmp_path / "fast.onnx"
     weights = tmp_path / "tiny.pt"

@@ -115,6 +115,14 @@ def test_model_files_attenuation_limit_is_the_default(tiny, tmp_path):
         assert code == 0
         y, _ = sf.read(io.BytesIO(out), dtype="float32")
         assert np.abs(y - expected).max() < 1e-4
+    from gagnet.export import export_streaming
+
+    graph = export_streaming(model, tmp_path / "limited.onnx", atten_lim_db=10.0)  # the limit in its metadata
+    for argv, expected in ([[], (1 - g) * _offline(model, x) + g * x], [["--atten-lim", "0"], x]):
+        code, out = _run(["--model", str(graph), *argv], _wav_bytes(x, 16000, "FLOAT"))
+        assert code == 0
+        y, _ = sf.read(io.BytesIO(out), dtype="float32")
+        assert np.abs(y - expected).max() < 1e-4
 
 
 def test_onnx_uses_the_fast_step(tiny, monkeypatch):

@@ -38,7 +38,7 @@ def parse_atten_lim(text: str) -> float | str | None:
         floor_gain(db)
     except ValueError:
         raise ValueError(f"--atten-lim must be a number of dB >= 0, off or model, got {text}") from None
-    return db
+    return db + 0.0  # -0 -> 0
 
 
 def floor_gain(atten_lim_db: float | None) -> float:

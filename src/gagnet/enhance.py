@@ -145,6 +145,9 @@ class Enhancer:
                  backend: str = "torch", threads: int | None = None, atten_lim_db: float | None = None) -> None:
         if not block_seconds > 0 or not math.isfinite(block_seconds):
             raise ValueError(f"block_seconds must be a positive number, got {block_seconds}")
+        if isinstance(atten_lim_db, str):
+            raise ValueError(f"atten_lim_db must be a number of dB or None, got {atten_lim_db!r} "
+                             "(Enhancer.from_pretrained takes 'model' for the model file's own limit)")
         #: Share of the input mixed back in: the noise is lowered by at most ``atten_lim_db``.
         self.floor = floor_gain(atten_lim_db)
         #: The attenuation limit in dB (None: no limit).

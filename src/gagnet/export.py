@@ -22,7 +22,9 @@ is tiny next to the network (about 1 % of the work).
   must be gathered before a step can run).
 
 Every exported file carries its configuration in the ONNX metadata (``gagnet.config``, JSON),
-so the runners need nothing but the file. The graphs are traced with torch's TorchScript
+so the runners need nothing but the file, and the attenuation limit the model file named
+(``gagnet.atten_lim_db``; the runners expose it as ``atten_lim_db``; ``gagnet stream`` applies
+it, the graph itself never does). The graphs are traced with torch's TorchScript
 exporter (``dynamo=False``), which needs no ``onnxscript``.
 """
 from __future__ import annotations
@@ -44,6 +46,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from . import dsp
+from .attenuation import floor_gain
 from .config import PRESETS, GaGNetConfig
 from .model.gagnet import GaGNet
 from .model.wave import WaveGaGNet
@@ -58,6 +61,7 @@ META_GRAPH = "gagnet.graph"  # "offline" or "streaming"
 META_CONFIG = "gagnet.config"  # GaGNetConfig.to_dict() as JSON
 META_FRAMES = "gagnet.frames_per_step"  # an integer, or "dynamic"
 META_LATENCY = "gagnet.latency_samples"
+META_ATTEN = "gagnet.atten_lim_db"  # the attenuation limit the model file named, in dB (absent: none)
 
 DEFAULT_OPSET = 17
 
@@ -149,8 +153,12 @@ def _write(module: nn.Module, args: tuple[Tensor, ...], path: str | os.PathLike,
     return path
 
 
-def export_offline(model: WaveGaGNet | GaGNet, path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> Path:
+def export_offline(model: WaveGaGNet | GaGNet, path: str | os.PathLike, opset: int = DEFAULT_OPSET,
+                   atten_lim_db: float | None = None) -> Path:
     """Write the network as an ONNX graph on compressed spectra; returns the path.
+
+    ``atten_lim_db`` (the limit a model file names) is stored as metadata for the runners;
+    the graph itself is the network alone.
 
     Input ``spec`` (B, 2, F, T) -- ``dsp.compress(dsp.stft(wave))``, F = ``cfg.n_freq`` --
     and output ``estimate`` (B, 2, F, T), the last stage; B and T are dynamic. The STFT,
@@ -160,13 +168,13 @@ def export_offline(model: WaveGaGNet | GaGNet, path: str | os.PathLike, opset: i
     net = _gagnet(model)
     cfg = net.cfg
     example = torch.zeros(1, 2, cfg.n_freq, 16)
-    meta = {META_GRAPH: "offline", META_CONFIG: json.dumps(cfg.to_dict())}
+    meta = {META_GRAPH: "offline", META_CONFIG: json.dumps(cfg.to_dict()), **_limit_meta(atten_lim_db)}
     return _write(_OfflineGraph(net), (example,), path, opset, ["spec"], ["estimate"],
                   {"spec": {0: "batch", 3: "frames"}, "estimate": {0: "batch", 3: "frames"}}, meta)
 
 
 def export_streaming(model: WaveGaGNet | GaGNet, path: str | os.PathLike, frames_per_step: int | None = 1,
-                     opset: int = DEFAULT_OPSET, fast: bool = False) -> Path:
+                     opset: int = DEFAULT_OPSET, fast: bool = False, atten_lim_db: float | None = None) -> Path:
     """Write one streaming step of a causal network as an ONNX graph with explicit state.
 
     Inputs ``spec`` (1, 2, F, ``frames_per_step``) and ``state_0`` ... ``state_{n-1}``;
@@ -211,6 +219,7 @@ def export_streaming(model: WaveGaGNet | GaGNet, path: str | os.PathLike, frames
         META_CONFIG: json.dumps(cfg.to_dict()),
         META_FRAMES: "dynamic" if frames_per_step is None else str(k),
         META_LATENCY: str(cfg.latency_samples + delay * cfg.hop_length),
+        **_limit_meta(atten_lim_db),
     }
     example = (torch.zeros(1, 2, cfg.n_freq, k), *zeros)
     return _write(step, example, path, opset, inputs, outputs, dynamic, meta)
@@ -242,6 +251,25 @@ def make_session(path: str | os.PathLike, threads: int | None = None, profile: b
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types
         raise ExportError(f"{path}: cannot load the ONNX graph ({' '.join(str(e).split())[:200]})") from None
+
+
+def _limit_meta(atten_lim_db: float | None) -> dict[str, str]:
+    if atten_lim_db is None:
+        return {}
+    floor_gain(atten_lim_db)  # ValueError for a bad limit
+    return {META_ATTEN: repr(float(atten_lim_db))}
+
+
+def _limit_of(meta: dict[str, str]) -> float | None:
+    """The attenuation limit a graph's metadata names (None: none)."""
+    if META_ATTEN not in meta:
+        return None
+    try:
+        db = float(meta[META_ATTEN])
+        floor_gain(db)
+    except ValueError:
+        raise ExportError(f"invalid {META_ATTEN} metadata {meta[META_ATTEN]!r}") from None
+    return db
 
 
 def _as_session(source: Any, threads: int | None) -> Any:
@@ -290,7 +318,9 @@ class OnnxOfflineEnhancer:
 
     def __init__(self, path: str | os.PathLike | Any, threads: int | None = None) -> None:
         self.session = _as_session(path, threads)
-        self.cfg, _ = _meta(self.session, "offline")
+        self.cfg, meta = _meta(self.session, "offline")
+        #: The attenuation limit the exported model named (dB; None: none). Not applied here.
+        self.atten_lim_db = _limit_of(meta)
 
     def estimate(self, spec: np.ndarray) -> np.ndarray:
         """Compressed (B, 2, F, T) float32 -> last-stage estimate, same shape."""
@@ -331,6 +361,8 @@ class OnnxStreamingEnhancer(NumpyFraming, StreamingEnhancer):
     def __init__(self, source: str | os.PathLike | Any, threads: int | None = 1) -> None:
         self.session = _as_session(source, threads)
         cfg, meta = _meta(self.session, "streaming")
+        #: The attenuation limit the exported model named (dB; None: none). Not applied here.
+        self.atten_lim_db = _limit_of(meta)
         spec_in = next(i for i in self.session.get_inputs() if i.name == "spec")
         k = spec_in.shape[3]
         self.frames_per_step: int | None = k if isinstance(k, int) else None
@@ -451,20 +483,25 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.fast and args.frames_per_step != 1:
             raise ValueError("--fast takes exactly one frame per step (--frames-per-step 1)")
         model = load_for_cli(args.model, args.config, "export")
+        from .pretrained import recommended_atten_lim
+
+        limit = None if args.config is not None else recommended_atten_lim(args.model)
         out = Path(os.path.expanduser(args.onnx))
         if out.is_dir():
             raise ValueError(f"--onnx {out}: is a folder; give a file name such as model.onnx")
         if args.streaming:
             k = args.frames_per_step or None
-            export_streaming(model, out, frames_per_step=k, opset=args.opset, fast=args.fast)
+            export_streaming(model, out, frames_per_step=k, opset=args.opset, fast=args.fast, atten_lim_db=limit)
             n_state = len(initial_state(out))
             lat = model.cfg.latency_samples + (0 if k is None else k - 1) * model.cfg.hop_length
             kind = "fast streaming step" if args.fast else "streaming step"
             what = (f"{kind}, {'any number of' if k is None else k} frame(s) per call, {n_state} state "
                     f"tensors, latency {lat} samples ({1000 * lat / model.cfg.sample_rate:g} ms)")
         else:
-            export_offline(model, out, opset=args.opset)
+            export_offline(model, out, opset=args.opset, atten_lim_db=limit)
             what = "offline graph, spec (B, 2, F, T) -> estimate (B, 2, F, T)"
+        if limit is not None:
+            what += f"; the model's {limit:g} dB attenuation limit is in the metadata ({META_ATTEN}), not the graph"
     except (ValueError, OSError, RuntimeError) as e:  # NotCausalError and ExportError are ValueErrors
         _err(e)
         return 2

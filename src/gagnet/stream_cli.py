@@ -157,8 +157,9 @@ def wav_header(fmt: SampleFormat, data_bytes: int | None) -> bytes:
 
 # --------------------------------------------------------------------------- processing
 def make_processor_factory(model_arg: str | None, config: str | None, onnx: bool, threads: int | None,
-                           tmpdir: str) -> tuple[Any, int]:
-    """A per-channel processor factory and the model's sample rate, from the CLI options."""
+                           tmpdir: str) -> tuple[Any, int, float | None]:
+    """A per-channel processor factory, the model's sample rate and the attenuation limit the
+    model file (or exported graph) names (None: none; always None for ``--config``)."""
     from .streaming import DelayCompensated, NotCausalError, StreamingEnhancer
 
     if model_arg is not None and model_arg.lower().endswith(".onnx"):
@@ -168,7 +169,7 @@ def make_processor_factory(model_arg: str | None, config: str | None, onnx: bool
 
         session = make_session(os.path.expanduser(model_arg), threads)
         probe = OnnxStreamingEnhancer(session)  # validates the graph (streaming, gagnet metadata)
-        return (lambda: DelayCompensated(OnnxStreamingEnhancer(session))), probe.cfg.sample_rate
+        return (lambda: DelayCompensated(OnnxStreamingEnhancer(session))), probe.cfg.sample_rate, probe.atten_lim_db
 
     from .export import load_for_cli
 
@@ -177,6 +178,12 @@ def make_processor_factory(model_arg: str | None, config: str | None, onnx: bool
 
         torch.set_num_threads(threads)
     model = load_for_cli(model_arg, config, "stream")
+    if config is None:
+        from .pretrained import recommended_atten_lim
+
+        limit = recommended_atten_lim(model_arg)
+    else:
+        limit = None
     if not model.cfg.causal:
         raise NotCausalError(f"model config {model.cfg.name!r} (norm={model.cfg.norm!r}) is not causal and cannot "
                              "stream; use `gagnet enhance` for it")
@@ -188,21 +195,9 @@ def make_processor_factory(model_arg: str | None, config: str | None, onnx: bool
         path = export_streaming(model, os.path.join(tmpdir, "step.onnx"), frames_per_step=1,
                                 fast=fast_step_supported(model.cfg))
         session = make_session(path, threads)
-        return (lambda: DelayCompensated(OnnxStreamingEnhancer(session))), model.cfg.sample_rate
+        return (lambda: DelayCompensated(OnnxStreamingEnhancer(session))), model.cfg.sample_rate, limit
     StreamingEnhancer(model)  # raises NotCausalError early
-    return (lambda: DelayCompensated(StreamingEnhancer(model))), model.cfg.sample_rate
-
-
-def _atten_lim(args: argparse.Namespace) -> float | None:
-    """The ``--atten-lim`` in dB (None: no limit); ``model`` takes the model file's own limit."""
-    limit = parse_atten_lim(args.atten_lim)
-    if limit != FROM_MODEL:
-        return limit
-    if args.config is not None or (args.model or "").lower().endswith(".onnx"):
-        return None  # random weights, or an ONNX graph: no model file to name a limit
-    from .pretrained import recommended_atten_lim
-
-    return recommended_atten_lim(args.model)
+    return (lambda: DelayCompensated(StreamingEnhancer(model))), model.cfg.sample_rate, limit
 
 
 def _err(msg: object) -> None:
@@ -245,8 +240,9 @@ def run_stream(args: argparse.Namespace, stdin: BinaryIO, stdout: BinaryIO) -> i
 
     with tempfile.TemporaryDirectory(prefix="gagnet-stream-") as tmp:
         try:
-            floor = floor_gain(_atten_lim(args))
-            factory, model_rate = make_processor_factory(args.model, args.config, args.onnx, args.threads, tmp)
+            limit = parse_atten_lim(args.atten_lim)  # a bad value fails before the model loads
+            factory, model_rate, named = make_processor_factory(args.model, args.config, args.onnx, args.threads, tmp)
+            floor = floor_gain(named if limit == FROM_MODEL else limit)
             pipe = ChannelPipeline(factory, fmt.rate, fmt.channels, model_rate, floor)
         except (NotCausalError, ValueError, OSError, RuntimeError) as e:
             _err(e)
@@ -339,7 +335,7 @@ def register(sub: Any) -> None:
                    "where the model allows it)")
     p.add_argument("--atten-lim", default=FROM_MODEL, metavar="DB|off",
                    help="lower the noise by at most DB decibels (the input mixed back in at -DB dB); off: the "
-                   "network's output alone. Default: the limit the model file names (none for .onnx and --config)")
+                   "network's output alone. Default: the limit the model file or exported graph names (none for --config)")
     p.add_argument("--raw", action="store_true", help="raw interleaved PCM instead of WAV, in and out")
     p.add_argument("--rate", type=int, default=None, help="raw input sample rate (default 16000)")
     p.add_argument("--channels", type=int, default=None, help="raw input channels (default 1)")

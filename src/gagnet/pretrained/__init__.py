@@ -49,7 +49,10 @@ def _shipped() -> dict[str, Path]:
 def _meta(path: Path, mtime: float) -> tuple[dict[str, Any], Any]:
     """``(card, atten_lim_db)`` of a model file; a broken file gives an "unreadable" card."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # files in torch's legacy (non-zip) format cannot be memory-mapped
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a broken shipped file must not break listing the others
         return {"summary": f"(unreadable: {_one_line(e)[:80]})"}, None
     if not isinstance(obj, Mapping):
