@@ -3,8 +3,9 @@
 With a limit of ``L`` dB the output is ``(1 - g) * enhanced + g * input`` with
 ``g = 10 ** (-L / 20)``: the background is lowered by at most about ``L`` dB instead of removed
 (0 dB returns the input). A model file may recommend a limit (its ``atten_lim_db`` key, see
-:func:`gagnet.pretrained.recommended_atten_lim`); :data:`FROM_MODEL` asks for that one. The enhanced samples arrive later than the input samples they belong
-to (block processing, network delay, resampling), so the input is held until its output comes.
+:func:`gagnet.pretrained.recommended_atten_lim`); :data:`FROM_MODEL` asks for that one. The
+enhanced samples arrive later than the input samples they belong to (block processing, network
+delay, resampling), so the input is held until its output comes.
 """
 from __future__ import annotations
 

@@ -543,12 +543,6 @@ def enhance_folder(model: str, noisy_dir: str | os.PathLike[str], out_dir: str |
     return written
 
 
-def _limit_used(model: str, atten_lim: float | str | None) -> float | None:
-    from .pretrained import recommended_atten_lim
-
-    return recommended_atten_lim(model) if atten_lim == FROM_MODEL else atten_lim
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run :func:`evaluate` for parsed arguments and print the table; 2 on bad input.
 
@@ -569,6 +563,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         atten_lim = parse_atten_lim(getattr(args, "atten_lim", FROM_MODEL))
         if model is None and atten_lim != FROM_MODEL:
             raise ValueError("--atten-lim applies to --model; it cannot change files already enhanced")
+        if model is not None and atten_lim == FROM_MODEL:  # resolved once: used and reported
+            from .pretrained import recommended_atten_lim
+
+            atten_lim = recommended_atten_lim(model)
         progress = not getattr(args, "no_progress", False)
         with contextlib.ExitStack() as stack:
             enhanced_dir = args.enhanced
@@ -602,7 +600,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             )
             if model is not None:
                 result["model"] = str(model)
-                result["atten_lim_db"] = _limit_used(model, atten_lim)
+                result["atten_lim_db"] = atten_lim
                 result["enhanced_dir"] = None if args.enhanced is None else str(args.enhanced)
             if result["n_files"] == len(result["errors"]):
                 raise ValueError(f"no file could be scored (first error: {result['errors'][0]['error']})")
