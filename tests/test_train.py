@@ -94,12 +94,20 @@ def test_smoke_training_loss_falls(tmp_path):
     last = np.mean([losses[s] for s in steps[-3:]])
     assert last < 0.8 * first, (first, last)
     out = tmp_path / "smoke"
-    assert (out / "checkpoints" / "last.ckpt").exists() and (out / "checkpoints" / "best.ckpt").exists()
-    assert (out / "model.pt").exists() and (out / "val_log.csv").exists()
+    # one full checkpoint (for resuming); the best weights alone
+    assert [f.name for f in (out / "checkpoints").iterdir()] == ["last.ckpt"]
+    assert (out / "model.pt").exists() and (out / "model_best.pt").exists() and (out / "val_log.csv").exists()
     assert any((out / "tb").glob("events.out.tfevents.*"))
+    val = list(csv.DictReader((out / "val_log.csv").open()))
+    assert [r["step"] for r in val] == ["4", "8", "12"] and all(float(r["val/si_sdr_noisy"]) > -50 for r in val)
+    # the background scores of every validation, noisy baseline included, came back by the end
+    scores = list(csv.DictReader((out / "val_scores.csv").open()))
+    assert sorted(int(r["step"]) for r in scores) == [4, 8, 12]
+    assert all(0 < float(r["stoi"]) <= 100 and 0 < float(r["stoi_noisy"]) <= 100 for r in scores)
 
     # a run that starts from weights validates them first: its curve begins where the last ended
-    p = _run(_overrides(tmp_path, "stage2", init_weights=out / "model.pt", max_steps=4))
+    # (and the per-mixture loader path trains too)
+    p = _run(_overrides(tmp_path, "stage2", init_weights=out / "model.pt", max_steps=4, **{"data.mixer": "files"}))
     _, err = p.communicate(timeout=300)
     assert p.returncode == 0, err.decode()[-3000:]
     before = list(csv.DictReader((out / "val_log.csv").open()))

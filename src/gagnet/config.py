@@ -186,6 +186,13 @@ class DataConfig:
     (``seed``, its index), so data order survives a restart. Each loader worker keeps up to
     ``cache_mb`` MiB of decoded speech and as much noise (raise it when there are many cores
     and much memory, so that files are decoded once).
+
+    ``mixer``: ``"batch"`` decodes every training file once into memory (on the GPU when
+    training there) and mixes whole batches with tensor operations
+    (:class:`~gagnet.data.batch_mixing.BatchMixer`); ``"files"`` mixes one mixture at a time
+    in loader workers from files decoded through a cache
+    (:class:`~gagnet.data.mixing.MixingDataset`), for corpora too large for memory. With
+    ``rir: simulate`` the batch mixer draws from ``rir_count`` rooms simulated once.
     """
 
     speech: tuple[str, ...] = ()
@@ -204,6 +211,12 @@ class DataConfig:
     seed: int = 0
     num_workers: int = 1
     cache_mb: float = 256.0
+    mixer: str = "batch"
+    rir_count: int = 64
+
+    def __post_init__(self) -> None:
+        if self.mixer not in ("batch", "files"):
+            raise ValueError(f"data.mixer must be 'batch' or 'files', got {self.mixer!r}")
 
     def replace(self, **changes: Any) -> "DataConfig":
         return dataclasses.replace(self, **changes)
@@ -225,6 +238,11 @@ class TrainConfig:
 
     ``compile`` runs the training steps' network under ``torch.compile`` (same math; see
     :func:`gagnet.train.compile_loss`): faster steps after a first one that compiles.
+
+    ``val_every_minutes`` (batch mixer only) ends a loop epoch, and so validates and writes
+    the checkpoint, once that much training time has passed, instead of after
+    ``val_every_steps`` steps (which then only bounds an epoch's length). Rank 0's clock
+    decides, checked every ``log_every_steps`` steps.
     """
 
     model: str = "causal"
@@ -254,12 +272,15 @@ class TrainConfig:
     max_minutes: float | None = None
     compile: bool = False
     freeze_bn_stats: bool = False
+    val_every_minutes: float | None = None
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("plateau", "cosine"):
             raise ValueError(f"lr_schedule must be 'plateau' or 'cosine', got {self.lr_schedule!r}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError("max_minutes must be positive")
+        if self.val_every_minutes is not None and self.val_every_minutes <= 0:
+            raise ValueError("val_every_minutes must be positive")
         if self.plateau_patience < 1:
             raise ValueError("plateau_patience must be at least 1")
         if self.batch_size < 1 or self.val_every_steps < 1:

@@ -28,6 +28,7 @@ from .dsp import frame_mask
 from .loss import gagnet_loss
 from .model.gagnet import GaGNet, count_parameters
 from .model.wave import WaveGaGNet
+from .val_scoring import BackgroundScorer, batch_si_sdr
 
 log = logging.getLogger(__name__)
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -88,7 +89,54 @@ class StepSampler(Sampler[int]):
         return self.steps * self.batch_size
 
 
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class StepBatches(torch.utils.data.IterableDataset):
+    """Batches of global mixture indices ``(B,)`` int64 for the batch mixer, one per step.
+
+    Like :class:`StepSampler`: the first batch belongs to step ``step_fn()``, ranks
+    interleave, and one pass (a loop epoch) lasts ``steps`` steps, or ends early once
+    ``stop`` is set (time-based validation; every rank sets it at the same step). Having no
+    length, it lets Lightning validate when it ends, however many steps that took.
+    """
+
+    def __init__(self, steps: int, batch_size: int) -> None:
+        self.steps, self.batch_size = steps, batch_size
+        self.step_fn: Callable[[], int] = lambda: 0
+        self.stop = False
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        rank, world = _rank_world()
+        start = self.step_fn()
+        self.stop = False
+        for step in range(start, start + self.steps):
+            if self.stop:
+                return
+            base = step * self.batch_size * world
+            yield torch.arange(base + rank, base + world * self.batch_size, world, dtype=torch.int64)
+
+
 # --------------------------------------------------------------------------- module
+def skip_nonfinite_step(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], max_norm: float | None,
+                        ) -> torch.Tensor:
+    """Clip the gradients of ``params`` to ``max_norm`` (none when None or 0) and tell
+    ``optimizer`` (fused Adam) to skip its next step if their norm is not finite. Returns the
+    skip flag ``()`` float32 (1.0 = skipped) on the device, without reading it back: no host
+    synchronisation."""
+    grads = [p for p in params if p.grad is not None]
+    if max_norm:
+        norm = torch.nn.utils.clip_grad_norm_(grads, max_norm, foreach=True)
+    else:
+        norm = torch.nn.utils.get_total_norm([p.grad for p in grads], foreach=True)
+    found = (~torch.isfinite(norm)).float()
+    optimizer.found_inf = found  # read by the fused Adam kernel: no update, step count kept
+    return found
+
+
 def compile_loss(net: GaGNet, backend: str = "inductor") -> Callable[..., torch.Tensor]:
     """The training loss of ``net``, ``(noisy, clean, mask) -> gagnet_loss(net(noisy), clean, mask)``
     on compressed spectra, under ``torch.compile`` (inductor).
@@ -135,6 +183,13 @@ def make_module(cfg: TrainConfig):
             # so that it is no submodule and the state dict stays the network's own
             self._compiled_loss = compile_loss(self.model.net) if self.cfg.compile else None
             self._val_examples: list[dict[str, Any]] = []
+            self.mixer = None  # BatchMixer, set by train(); mixes index batches on the device
+            self.skipped = torch.zeros(())  # optimiser steps skipped for non-finite gradients
+            self._scorer = None
+            self._val_sdr: list[torch.Tensor] = []
+            self._val_sdr_noisy_rows: list[torch.Tensor] = []
+            self._val_sdr_noisy: float | None = None
+            self._noisy_sent = False
 
         def _loss(self, batch: dict[str, torch.Tensor], compiled: bool = False) -> torch.Tensor:
             noisy = self.model.analyze(batch["noisy"])
@@ -144,21 +199,63 @@ def make_module(cfg: TrainConfig):
                 return self._compiled_loss(noisy, clean, mask)
             return gagnet_loss(self.model.net(noisy), clean, mask)
 
+        def on_fit_start(self) -> None:
+            if self.mixer is not None:
+                self.mixer.to(self.device)
+            self.skipped = self.skipped.to(self.device)
+
+        def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+            if isinstance(batch, torch.Tensor):  # global mixture indices: mix them here, on the device
+                mixed = self.mixer(batch)
+                mixed["index"] = batch
+                return mixed
+            return batch
+
         def on_train_epoch_start(self) -> None:
             if self.cfg.freeze_bn_stats:  # Lightning has just put every module in train mode
                 freeze_batch_norm_stats(self.model)
 
         def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
             loss = self._loss(batch, compiled=True)
-            self.log("train/loss", loss, prog_bar=True, batch_size=batch["noisy"].shape[0])
+            # not on the progress bar: that would read the loss back every step
+            self.log("train/loss", loss, batch_size=batch["noisy"].shape[0])
             return loss
 
+        def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+            if getattr(self.trainer.precision_plugin, "scaler", None) is not None:  # fp16: the scaler skips
+                return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            found = skip_nonfinite_step(optimizer, list(self.parameters()), gradient_clip_val)
+            self.skipped = self.skipped.to(found.device) + found
+
+        def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+            checkpoint["gagnet"] = {"world_size": self.trainer.world_size, "batch_size": self.cfg.batch_size,
+                                    "skipped_steps": float(self.skipped)}
+
+        def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+            meta = checkpoint.get("gagnet", {})
+            self.skipped = torch.tensor(float(meta.get("skipped_steps", 0.0)))
+            then = (meta.get("world_size"), meta.get("batch_size"))
+            now = (self.trainer.world_size, self.cfg.batch_size)
+            if None not in then and then != now:
+                log.warning("resuming a run trained on %d process(es) x batch %d with %d x %d: from here on the "
+                            "mixtures differ from those of an unbroken run (step k now reads indices from "
+                            "k x %d); keep world size and batch size to resume exactly",
+                            then[0], then[1], now[0], now[1], now[0] * now[1])
+
         def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-            loss = self._loss(batch)
-            self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch["noisy"].shape[0])
+            noisy = self.model.analyze(batch["noisy"])
+            clean = self.model.analyze(batch["clean"])
+            mask = frame_mask(batch["lengths"], self.model.cfg, noisy.shape[-1])
+            estimates = self.model.net(noisy)
+            loss = gagnet_loss(estimates, clean, mask)
+            self.log("val/loss", loss, sync_dist=True, batch_size=batch["noisy"].shape[0])
+            n = batch["noisy"].shape[-1]
+            enhanced = self.model.synthesize(estimates[-1], n).float()
+            self._val_sdr.append(batch_si_sdr(batch["clean"], enhanced, batch["lengths"]))
+            if self._val_sdr_noisy is None:  # the validation set is fixed: its noisy baseline, once
+                self._val_sdr_noisy_rows.append(batch_si_sdr(batch["clean"], batch["noisy"], batch["lengths"]))
             need = self.cfg.val_metric_clips - len(self._val_examples)
             if need > 0 and self.global_rank == 0:
-                enhanced = self.model(batch["noisy"]).float()
                 for i in range(min(need, batch["noisy"].shape[0])):
                     n = int(batch["lengths"][i])
                     self._val_examples.append({
@@ -168,16 +265,47 @@ def make_module(cfg: TrainConfig):
                     })
 
         def on_validation_epoch_end(self) -> None:
+            if self._val_sdr:
+                self.log("val/si_sdr", torch.cat(self._val_sdr).mean().float(), sync_dist=True)
+            if self._val_sdr_noisy_rows:
+                self._val_sdr_noisy = float(torch.cat(self._val_sdr_noisy_rows).mean())
+            self._val_sdr, self._val_sdr_noisy_rows = [], []
+            if self._val_sdr_noisy is not None:
+                self.log("val/si_sdr_noisy", self._val_sdr_noisy)
             examples, self._val_examples = self._val_examples, []
-            if not examples or self.global_rank != 0:
+            if not examples or self.global_rank != 0 or self.trainer.sanity_checking:
                 return
-            scores = _intrusive_scores(examples, self.model.cfg.sample_rate)
-            for name, value in scores.items():
-                self.log(f"val/{name}", value, rank_zero_only=True)
+            if self._scorer is None:
+                self._scorer = BackgroundScorer()
+            clean = [e["clean"] for e in examples]
+            noisy = None if self._noisy_sent else [e["noisy"] for e in examples]
+            self._noisy_sent = True
+            self._scorer.submit(self.global_step, clean, [e["enhanced"] for e in examples], noisy)
+            self.write_scores(self._scorer.collect())
             _log_media(self.logger, examples[:2], self.model.cfg.sample_rate, self.global_step)
 
+        def write_scores(self, results: list[tuple[int, dict[str, float]]]) -> None:
+            """Scores of earlier validations, now done: TensorBoard (at their own step) and
+            ``val_scores.csv``."""
+            if not results:
+                return
+            exp = getattr(self.logger, "experiment", None)
+            path = Path(self.cfg.out_dir) / "val_scores.csv"
+            for step, scores in results:
+                for name, value in scores.items():
+                    if exp is not None and hasattr(exp, "add_scalar"):
+                        exp.add_scalar(f"val/{name}", value, step)
+                _append_row(path, {"step": step, **scores})
+
+        def finish_scores(self) -> None:
+            if self._scorer is not None:
+                self.write_scores(self._scorer.collect(wait=True))
+                self._scorer.close()
+                self._scorer = None
+
         def configure_optimizers(self):
-            opt = torch.optim.Adam(self.parameters(), lr=self.cfg.lr)
+            # fused: one kernel for all parameters, and it skips a step when told of non-finite gradients
+            opt = torch.optim.Adam(self.parameters(), lr=self.cfg.lr, fused=True)
             if self.cfg.lr_schedule == "cosine":  # set per step by the BudgetedCosine callback
                 return opt
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -190,23 +318,15 @@ def make_module(cfg: TrainConfig):
     return GaGNetModule(cfg.to_dict())
 
 
-def _intrusive_scores(examples: list[dict[str, Any]], sample_rate: int) -> dict[str, float]:
-    """Mean WB-PESQ and STOI (%) of a few validation clips, with the noisy baseline."""
-    import importlib.util
-
-    from .metrics.intrusive import pesq_wb, stoi
-
-    has_pesq = importlib.util.find_spec("pesq") is not None  # optional on training machines: STOI alone then
-    out: dict[str, float] = {}
-    for key in ("enhanced", "noisy"):
-        p = [pesq_wb(e["clean"], e[key]) for e in examples] if has_pesq else []
-        s = [stoi(e["clean"], e[key]) for e in examples]
-        p = [v for v in p if math.isfinite(v)]
-        suffix = "" if key == "enhanced" else "_noisy"
-        if p:
-            out[f"pesq_wb{suffix}"] = sum(p) / len(p)
-        out[f"stoi{suffix}"] = sum(s) / len(s)
-    return out
+def _append_row(path: Path, row: dict[str, Any]) -> None:
+    """Append ``row`` to a CSV (header from the first row's keys; later rows follow it)."""
+    new = not path.exists()
+    keys = list(row) if new else next(csv.reader(path.open()))
+    with path.open("a", newline="") as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(keys)
+        w.writerow([row.get(k, "") if not isinstance(row.get(k), float) else f"{row[k]:.6g}" for k in keys])
 
 
 def _log_media(logger: Any, examples: list[dict[str, Any]], sample_rate: int, step: int) -> None:
@@ -246,9 +366,16 @@ def _frames(x: Any, n: int = 512, hop: int = 128) -> Any:
 
 
 # --------------------------------------------------------------------------- data wiring
-def make_dataloaders(cfg: TrainConfig) -> tuple[DataLoader, DataLoader]:
-    """Training loader (on-the-fly mixing, step-ordered) and the fixed validation loader."""
+def make_dataloaders(cfg: TrainConfig) -> tuple[DataLoader, DataLoader, Any]:
+    """Training loader, the fixed validation loader, and the batch mixer (None with
+    ``data.mixer: files``).
+
+    With the batch mixer the training loader yields index batches ``(B,)`` that the module
+    mixes on its device (:class:`~gagnet.data.batch_mixing.BatchMixer`); with ``files`` it
+    yields mixed batches from loader workers.
+    """
     from .data import MixingDataset, ValidationSet, collate, list_audio, split_holdout
+    from .data.batch_mixing import build_mixer
 
     sr = cfg.model_config().sample_rate
     speech = list_audio(cfg.data.speech)
@@ -259,14 +386,18 @@ def make_dataloaders(cfg: TrainConfig) -> tuple[DataLoader, DataLoader]:
         speech_val, noise_val = speech_val or speech_train, noise_val or noise_train
     log.info("speech: %d train / %d held out; noise: %d / %d", len(speech_train), len(speech_val),
              len(noise_train), len(noise_val))
-    train_set = MixingDataset(speech_train, noise_train, cfg.data, sample_rate=sr)
     val_set = ValidationSet(speech_val, noise_val, cfg.data, sample_rate=sr)
+    val = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate, num_workers=0)
+    if cfg.data.mixer == "batch":
+        mixer = build_mixer(speech_train, noise_train, cfg.data, sr, workers=os.cpu_count() or 1)
+        train = DataLoader(StepBatches(cfg.val_every_steps, cfg.batch_size), batch_size=None, num_workers=0)
+        return train, val, mixer
+    train_set = MixingDataset(speech_train, noise_train, cfg.data, sample_rate=sr)
     workers = cfg.data.num_workers
     train = DataLoader(train_set, batch_size=cfg.batch_size, sampler=StepSampler(cfg.val_every_steps, cfg.batch_size),
                        collate_fn=collate, num_workers=workers, persistent_workers=workers > 0, drop_last=True,
                        pin_memory=torch.cuda.is_available())
-    val = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate, num_workers=0)
-    return train, val
+    return train, val, None
 
 
 # --------------------------------------------------------------------------- trainer
@@ -303,28 +434,25 @@ def _step_log_callback(path: Path, every: int):
             self._losses.append(loss.detach())
             if trainer.global_step % every and trainer.global_step > 1:
                 return
-            mean = float(torch.stack(self._losses).float().mean())
+            # the one read-back from the device, every `every` steps
+            mean, skipped = torch.stack([torch.stack(self._losses).float().mean(),
+                                         pl_module.skipped.float().reshape(())]).tolist()
             self._losses = []
             lr = trainer.optimizers[0].param_groups[0]["lr"]
             new = not path.exists()
             with path.open("a", newline="") as f:
                 w = csv.writer(f)
                 if new:
-                    w.writerow(["step", "loss", "lr"])
-                w.writerow([trainer.global_step, f"{mean:.8g}", f"{lr:.6g}"])
+                    w.writerow(["step", "loss", "lr", "skipped"])
+                w.writerow([trainer.global_step, f"{mean:.8g}", f"{lr:.6g}", int(skipped)])
+            if trainer.logger is not None:
+                trainer.logger.log_metrics({"train/skipped_steps": skipped}, trainer.global_step)
 
         def on_validation_end(self, trainer, pl_module) -> None:
             if trainer.global_rank != 0 or trainer.sanity_checking:
                 return
-            vpath = path.with_name("val_log.csv")
-            new = not vpath.exists()
-            row = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-            with vpath.open("a", newline="") as f:
-                w = csv.writer(f)
-                keys = sorted(row)
-                if new:
-                    w.writerow(["step"] + keys)
-                w.writerow([trainer.global_step] + [f"{row[k]:.6g}" for k in keys])
+            row = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("val/")}
+            _append_row(path.with_name("val_log.csv"), {"step": trainer.global_step, **row})
 
     return StepLog()
 
@@ -337,38 +465,159 @@ def cosine_lr(progress: float, step: int, peak: float, floor: float, warmup_step
     return warm * (floor + 0.5 * (peak - floor) * (1.0 + math.cos(math.pi * p)))
 
 
+def _training_minutes(trainer) -> float:
+    """Training time of the run so far (minutes), by Lightning's resumable timer."""
+    from lightning.pytorch.callbacks import Timer
+
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    return (timer.time_elapsed("train") if timer is not None else 0.0) / 60.0
+
+
 def _budget_schedule_callback(cfg: TrainConfig):
     import lightning as L
-    from lightning.pytorch.callbacks import Timer
 
     class BudgetedCosine(L.Callback):
         """Sets the rate before every step from :func:`cosine_lr`, with progress the larger of
         ``step / max_steps`` and (with ``max_minutes``) the training time spent over the budget,
         read from Lightning's resumable timer: a run cut short by its time budget still ends
-        at the low rate instead of mid-decay."""
+        at the low rate instead of mid-decay.
+
+        The time is rank 0's, broadcast every ``log_every_steps`` steps and held in between,
+        so every DDP rank sets the same rate at every step (their own clocks drift apart, and
+        so would their weights)."""
+
+        def __init__(self) -> None:
+            self._minutes = 0.0
+            self._read_at = -1
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-            progress = trainer.global_step / max(cfg.max_steps, 1)
+            step = trainer.global_step
+            progress = step / max(cfg.max_steps, 1)
             if cfg.max_minutes:
-                timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-                if timer is not None:
-                    progress = max(progress, timer.time_elapsed("train") / (cfg.max_minutes * 60.0))
-            lr = cosine_lr(progress, trainer.global_step, cfg.lr, cfg.min_lr, cfg.warmup_steps)
+                if self._read_at < 0 or step - self._read_at >= cfg.log_every_steps:
+                    self._minutes = float(trainer.strategy.broadcast(_training_minutes(trainer), src=0))
+                    self._read_at = step
+                progress = max(progress, self._minutes / cfg.max_minutes)
+            lr = cosine_lr(progress, step, cfg.lr, cfg.min_lr, cfg.warmup_steps)
             for group in trainer.optimizers[0].param_groups:
                 group["lr"] = lr
 
     return BudgetedCosine()
 
 
+def _validation_clock_callback(cfg: TrainConfig, batches: StepBatches):
+    import time
+
+    import lightning as L
+
+    class ValidationClock(L.Callback):
+        """Ends the loop epoch (so Lightning validates and checkpoints) once
+        ``val_every_minutes`` of training time have passed since it began. Rank 0's clock
+        decides, broadcast every ``log_every_steps`` steps, so all ranks end at the same step."""
+
+        def __init__(self) -> None:
+            self._start = time.monotonic()
+
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            self._start = time.monotonic()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if trainer.global_step % cfg.log_every_steps:
+                return
+            due = time.monotonic() - self._start >= 60.0 * cfg.val_every_minutes
+            if trainer.strategy.broadcast(due, src=0):
+                batches.stop = True
+
+    return ValidationClock()
+
+
+def _rank_audit_callback(path: Path):
+    import hashlib
+    import json
+
+    import lightning as L
+
+    class RankAudit(L.Callback):
+        """Appends one line per rank and per ``fit`` to ``ranks/rank<R>.jsonl``: world size,
+        batch size, first and last step, the mixture indices it trained on (the first
+        :data:`AUDIT_INDICES`) and a SHA-256 of its weights at the end: shows that DDP ranks
+        drew disjoint data and ended with the same weights."""
+
+        def __init__(self) -> None:
+            self._indices: list[torch.Tensor] = []
+            self._first = 0
+
+        def on_train_start(self, trainer, pl_module) -> None:
+            self._indices, self._first = [], trainer.global_step
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            if isinstance(batch, dict) and "index" in batch and len(self._indices) * len(batch["index"]) < AUDIT_INDICES:
+                self._indices.append(batch["index"].detach())  # stays on the device until the end
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            digest = hashlib.sha256()
+            for k, v in pl_module.model.net.state_dict().items():
+                digest.update(k.encode())
+                digest.update(v.detach().float().cpu().numpy().tobytes())
+            idx = torch.cat(self._indices).cpu().tolist() if self._indices else []
+            line = {"rank": trainer.global_rank, "world_size": trainer.world_size, "batch_size": pl_module.cfg.batch_size,
+                    "first_step": self._first, "last_step": trainer.global_step, "indices": idx,
+                    "weights_sha256": digest.hexdigest()}
+            out = path / f"rank{trainer.global_rank}.jsonl"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with out.open("a") as f:
+                f.write(json.dumps(line) + "\n")
+
+    return RankAudit()
+
+
+#: Mixture indices each rank records per run in ``ranks/rank<R>.jsonl``.
+AUDIT_INDICES = 100_000
+
+
+def _last_checkpoint_callback(path: Path):
+    import lightning as L
+    from lightning.pytorch.trainer.states import TrainerFn
+
+    class LastCheckpoint(L.Callback):
+        """Writes the one full checkpoint (weights, optimiser, loop, callbacks) after every
+        validation of a fit, for resuming; the best weights alone go to ``model_best.pt``."""
+
+        def on_validation_end(self, trainer, pl_module) -> None:
+            if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
+                trainer.save_checkpoint(path)  # every rank calls it; rank 0 writes
+
+    return LastCheckpoint()
+
+
 def _export_callback(path: Path):
     import lightning as L
 
     class ExportWeights(L.Callback):
-        """Keeps ``model.pt`` (config + network weights, no optimiser) next to the checkpoints."""
+        """Keeps ``model.pt`` (config + network weights of the latest validation, no optimiser)
+        and ``model_best.pt`` (those of the lowest ``val/loss`` so far) next to the checkpoints:
+        the best weights cost a third of a full checkpoint."""
+
+        def __init__(self) -> None:
+            self.best = math.inf
+
+        def state_dict(self) -> dict[str, float]:
+            return {"best": self.best}
+
+        def load_state_dict(self, state: dict[str, float]) -> None:
+            self.best = float(state.get("best", math.inf))
 
         def on_validation_end(self, trainer, pl_module) -> None:
-            if trainer.global_rank == 0 and not trainer.sanity_checking:
+            if trainer.sanity_checking:
+                return
+            loss = trainer.callback_metrics.get("val/loss")
+            better = loss is not None and float(loss) < self.best
+            if better:
+                self.best = float(loss)
+            if trainer.global_rank == 0:
                 save_weights(pl_module.model.net, path)
+                if better:
+                    save_weights(pl_module.model.net, path.with_name("model_best.pt"))
 
         def on_train_end(self, trainer, pl_module) -> None:
             # a run stopped by max_minutes ends between validations: keep its last steps too
@@ -409,7 +658,7 @@ def init_from(net: GaGNet, source: str) -> None:
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     """Run (or resume) training; returns the output folder."""
     import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.callbacks import LearningRateMonitor
     from lightning.pytorch.loggers import TensorBoardLogger
 
     out = Path(cfg.out_dir)
@@ -426,7 +675,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if cfg.init_weights and not (resume and last.exists()):
         init_from(module.model.net, cfg.init_weights)
     log.info("model %s: %s parameters", cfg.model, f"{count_parameters(module.model):,}")
-    train_dl, val_dl = make_dataloaders(cfg)
+    train_dl, val_dl, mixer = make_dataloaders(cfg)
+    module.mixer = mixer
+    if cfg.val_every_minutes and mixer is None:
+        raise ValueError("val_every_minutes needs data.mixer: batch")
     cuda = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
     if cuda:  # fixed input shapes: let cuDNN pick its fastest kernels; TF32 for float32 work
         torch.backends.cudnn.benchmark = True
@@ -444,23 +696,27 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         gradient_clip_val=cfg.grad_clip,
         logger=TensorBoardLogger(str(out), name="tb", version=""),
         callbacks=[
-            ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1,
-                            save_last=True, enable_version_counter=False),
+            _last_checkpoint_callback(last),
             LearningRateMonitor(logging_interval="step"),
             _step_log_callback(out / "train_log.csv", cfg.log_every_steps),
             _export_callback(out / "model.pt"),
-        ] + ([_budget_schedule_callback(cfg)] if cfg.lr_schedule == "cosine" else []),
+            _rank_audit_callback(out / "ranks"),
+        ] + ([_budget_schedule_callback(cfg)] if cfg.lr_schedule == "cosine" else [])
+          + ([_validation_clock_callback(cfg, train_dl.dataset)] if cfg.val_every_minutes else []),
         plugins=[_atomic_checkpoint_io()],
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
         log_every_n_steps=cfg.log_every_steps,
         enable_progress_bar=True,
     )
-    train_dl.sampler.step_fn = lambda: trainer.global_step
+    (train_dl.dataset if mixer is not None else train_dl.sampler).step_fn = lambda: trainer.global_step
     if cfg.init_weights and not (resume and last.exists()):
         # step 0 of the validation curve: the weights this run starts from
         trainer.validate(module, val_dl, verbose=False)
-    trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume and last.exists() else None)
+    try:
+        trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume and last.exists() else None)
+    finally:
+        module.finish_scores()  # the background scores of the last validations
     return out
 
 

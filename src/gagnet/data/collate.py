@@ -8,7 +8,8 @@ import torch
 
 def collate(items: Sequence[dict]) -> dict[str, torch.Tensor]:
     """Stack item dicts into ``noisy``/``clean`` ``(B, Nmax)`` (zero-padded at the end),
-    ``lengths`` ``(B,)`` int64 and ``snr`` ``(B,)`` float32."""
+    ``lengths`` ``(B,)`` int64 and ``snr`` ``(B,)`` float32 (and ``index`` ``(B,)`` int64 when
+    every item has one)."""
     if not items:
         raise ValueError("cannot collate an empty batch")
     lengths = torch.tensor([len(it["noisy"]) for it in items], dtype=torch.long)
@@ -24,4 +25,6 @@ def collate(items: Sequence[dict]) -> dict[str, torch.Tensor]:
         out[key] = batch
     out["lengths"] = lengths
     out["snr"] = torch.tensor([float(it.get("snr", float("nan"))) for it in items], dtype=torch.float32)
+    if all("index" in it for it in items):
+        out["index"] = torch.tensor([int(it["index"]) for it in items], dtype=torch.long)
     return out

@@ -75,9 +75,10 @@ def _check_range(name: str, r: Sequence[float], low: float | None = None) -> Non
 class MixingDataset(Dataset):
     """Mixtures of ``cfg.segment_seconds`` made on the fly; item ``i`` is a pure function of ``(seed, i)``.
 
-    Items are ``{"noisy": (N,) float32, "clean": (N,) float32, "snr": float}`` with
-    ``N = round(segment_seconds * sample_rate)``. Any non-negative index is valid
-    (``len`` is ``cfg.epoch_size``, one epoch). Unreadable files are logged once per
+    Items are ``{"noisy": (N,) float32, "clean": (N,) float32, "snr": float, "index": int}``
+    with ``N = round(segment_seconds * sample_rate)``. Speech shorter than a segment is
+    followed by further utterances (their zero runs at the ends trimmed), not by padding.
+    Any non-negative index is valid (``len`` is ``cfg.epoch_size``, one epoch). Unreadable files are logged once per
     process, excluded and redrawn; :class:`~gagnet.data.audio.AudioError` is raised only
     when no readable speech or noise file remains.
     """
@@ -115,8 +116,14 @@ class MixingDataset(Dataset):
         """A speech signal and the start of the chosen segment in it (zeros outside)."""
         speech = self.speech.draw(rng)
         n = self.length
-        if len(speech) <= n:  # shorter than the segment: place it at random among zeros
-            return speech, -int(rng.integers(0, n - len(speech) + 1))
+        if len(speech) <= n:  # shorter than the segment: from a random point, then more utterances
+            parts = [np.trim_zeros(speech)]
+            parts[0] = parts[0][int(rng.integers(0, max(len(parts[0]), 1))):]
+            total = len(parts[0])
+            while total < n:
+                parts.append(np.trim_zeros(self.speech.draw(rng)))
+                total += len(parts[-1])
+            return np.concatenate(parts), 0
         threshold = ACTIVE_RATIO * _power(speech)
         best, best_power = 0, -1.0
         for _ in range(SEGMENT_TRIES):
@@ -173,4 +180,5 @@ class MixingDataset(Dataset):
             "noisy": torch.from_numpy((noisy * gain).astype(np.float32)),
             "clean": torch.from_numpy((clean * gain).astype(np.float32)),
             "snr": snr,
+            "index": index,
         }

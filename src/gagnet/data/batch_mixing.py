@@ -1,0 +1,262 @@
+"""Training mixtures made a whole batch at a time, on whatever device the corpora live on.
+
+:class:`BatchMixer` maps a batch of global mixture indices ``(B,)`` to ``noisy`` and
+``clean`` ``(B, N)`` with tensor operations only (no per-mixture Python), so the same code
+mixes on a GPU during training and on CPU tensors in tests. Every random draw comes from a
+counter-based hash of ``(seed, index, stream)`` (:func:`uniform`), so a mixture is a pure
+function of its index: the batch it lands in, the device and the run's history do not
+matter, which keeps a resumed run exact.
+
+What one mixture is, as in :class:`~gagnet.data.mixing.MixingDataset`:
+
+* **Speech, no padding**: the segment starts at a random point of a random utterance and
+  goes on through further random utterances, back to back, until it is full, so it holds
+  no digital silence beyond what the recordings themselves contain (their zero runs at the
+  ends are trimmed when the corpus is built).
+* **Reverberation** with probability ``reverb_prob``: the speech, with enough preceding
+  context for the room's tail, is convolved (batched FFT) with a random impulse response
+  scaled to a unit direct path; the target stays the dry speech aligned to the direct path.
+* **Noise**: ``noises_per_mix`` random noise files (an inclusive range), each cropped at a
+  random offset, looped when shorter than the segment, at unit RMS times a gain uniform in
+  :data:`~gagnet.data.mixing.NOISE_GAIN_DB`, summed and scaled to a random SNR.
+* **Level and peak**: the speech as heard in the mixture is set to a random RMS level, then
+  the gain is lowered where needed so that neither wave peaks above
+  :data:`~gagnet.data.mixing.PEAK_LIMIT`.
+"""
+from __future__ import annotations
+
+import math
+from enum import IntEnum
+
+import torch
+
+from ..config import DataConfig
+from .corpus import SCALE, Corpus
+from .mixing import NOISE_GAIN_DB, PEAK_LIMIT, SILENCE_POWER, _check_range
+
+_M32 = 0xFFFFFFFF
+
+
+class Stream(IntEnum):
+    """One independent random stream per quantity drawn for a mixture."""
+
+    SPEECH_FILE = 1
+    SPEECH_OFFSET = 2
+    REVERB = 3
+    RIR_FILE = 4
+    NOISE_COUNT = 5
+    NOISE_FILE = 6
+    NOISE_OFFSET = 7
+    NOISE_GAIN = 8
+    SNR = 9
+    LEVEL = 10
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash of int64 values in [0, 2**32) (multipliers under 2**31, so no
+    product overflows int64; the same on every device)."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _M32
+    x = x ^ (x >> 15)
+    x = (x * 0x1B873593) & _M32
+    return x ^ (x >> 16)
+
+
+def uniform(seed: int, index: torch.Tensor, stream: int, count: int) -> torch.Tensor:
+    """``(B, count)`` float64 uniform in [0, 1) with 53 random bits, a pure function of
+    ``(seed, index[b], stream, column)``; ``index`` is ``(B,)`` int64, non-negative."""
+    idx = index.to(torch.int64)
+    h = _mix32(torch.full_like(idx, seed & _M32) ^ 0x5BD1E995)
+    h = _mix32(h ^ (idx & _M32))
+    h = _mix32(h ^ ((idx >> 32) & _M32))
+    h = _mix32(h ^ int(stream))
+    col = torch.arange(count, device=idx.device, dtype=torch.int64)
+    a = _mix32(h[:, None] ^ ((col * 0x3C6EF372) & _M32))
+    b = _mix32(a ^ 0x2545F491)
+    return ((a << 21) | (b >> 11)).to(torch.float64) / float(1 << 53)
+
+
+def _randint(u: torch.Tensor, high: torch.Tensor | int) -> torch.Tensor:
+    """Integers uniform in [0, high) from uniforms ``u`` (``high`` broadcasts)."""
+    return torch.minimum((u * high).to(torch.int64), torch.as_tensor(high, device=u.device) - 1)
+
+
+def _power(x: torch.Tensor) -> torch.Tensor:
+    return x.double().square().mean(-1)
+
+
+def fill_speech(corpus: Corpus, seed: int, index: torch.Tensor, length: int, stream: int = Stream.SPEECH_FILE,
+                offset_stream: int = Stream.SPEECH_OFFSET) -> torch.Tensor:
+    """``(B, length)`` float32: from a random point of a random file, then further random files
+    back to back until ``length`` samples are filled."""
+    shortest = max(int(corpus.lengths.min()), 1)
+    k = min(length // shortest + 2, 4096)
+    files = _randint(uniform(seed, index, stream, k), len(corpus))  # (B, K)
+    lens = corpus.lengths[files]
+    first = _randint(uniform(seed, index, offset_stream, 1)[:, 0], lens[:, 0])
+    taken = lens.clone()
+    taken[:, 0] -= first
+    ends = torch.cumsum(taken, 1)  # (B, K): where each file's part ends in the segment
+    t = torch.arange(length, device=index.device, dtype=torch.int64).expand(len(index), length)
+    j = torch.searchsorted(ends, t.contiguous(), right=True).clamp_max(k - 1)  # (B, N): which file
+    begin = torch.gather(ends - taken, 1, j)  # where that file's part begins in the segment
+    pos = torch.gather(corpus.starts[files], 1, j) + (t - begin) + torch.where(j == 0, first[:, None], 0)
+    return corpus.audio[pos].float() * SCALE
+
+
+def loop_crops(corpus: Corpus, files: torch.Tensor, offsets: torch.Tensor, length: int) -> torch.Tensor:
+    """``(B, M, length)`` float32: file ``files[b, m]`` from ``offsets[b, m]``, looped."""
+    t = torch.arange(length, device=files.device, dtype=torch.int64)
+    lens = corpus.lengths[files][..., None]
+    pos = corpus.starts[files][..., None] + (offsets[..., None] + t) % lens
+    return corpus.audio[pos].float() * SCALE
+
+
+def _fft_convolve(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """Row-wise full linear convolution of ``x`` ``(R, L)`` with ``h`` ``(R, K)``: ``(R, L + K - 1)``."""
+    n = x.shape[-1] + h.shape[-1] - 1
+    nfft = 1 << (n - 1).bit_length()
+    y = torch.fft.irfft(torch.fft.rfft(x, nfft) * torch.fft.rfft(h, nfft), nfft)
+    return y[..., :n]
+
+
+class BatchMixer:
+    """Mixes batches of global indices into training pairs, on the corpora's device.
+
+    ``speech`` and ``noise`` are :class:`Corpus` objects (``rirs`` too, or None); the mixing
+    settings come from ``cfg`` (segment length, SNR, level, noises per mixture, reverb
+    probability) and the seed from ``seed`` (default ``cfg.seed``). Calling it with
+    ``index`` ``(B,)`` int64 returns ``{"noisy", "clean": (B, N) float32, "lengths": (B,)
+    int64, "snr": (B,) float32}`` with ``N = round(segment_seconds * sample_rate)``; ``snr``
+    is ``inf`` where no noise was added.
+    """
+
+    def __init__(self, speech: Corpus, noise: Corpus, cfg: DataConfig, rirs: Corpus | None = None,
+                 seed: int | None = None) -> None:
+        _check_range("snr_db", cfg.snr_db)
+        _check_range("level_db", cfg.level_db)
+        _check_range("noises_per_mix", cfg.noises_per_mix, low=0)
+        if cfg.segment_seconds <= 0:
+            raise ValueError(f"DataConfig.segment_seconds must be positive, got {cfg.segment_seconds}")
+        self.speech, self.noise, self.cfg = speech, noise, cfg
+        self.rirs = rirs if cfg.reverb_prob > 0 else None
+        self.seed = cfg.seed if seed is None else int(seed)
+        self.sample_rate = speech.sample_rate
+        self.length = int(round(cfg.segment_seconds * self.sample_rate))
+        self._rir_bank: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str) -> "BatchMixer":
+        """Move the corpora (once; a no-op when they are there already)."""
+        if self.speech.device != torch.device(device):
+            self.speech, self.noise = self.speech.to(device), self.noise.to(device)
+            self.rirs = self.rirs.to(device) if self.rirs is not None else None
+            self._rir_bank = None
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.speech.device
+
+    def _bank(self) -> torch.Tensor:
+        """All impulse responses ``(R, K)`` float32, zero-padded, each scaled to a unit direct
+        path and shifted so that the direct path sits at sample 0."""
+        if self._rir_bank is None:
+            rows = []
+            for i in range(len(self.rirs)):
+                h = self.rirs.file(i).double()
+                d = int(torch.argmax(h.abs()))
+                rows.append((h / h[d])[d:])
+            k = max(len(r) for r in rows)
+            self._rir_bank = torch.stack([torch.nn.functional.pad(r, (0, k - len(r))) for r in rows]).float()
+        return self._rir_bank
+
+    def _reverberate(self, index: torch.Tensor, speech: torch.Tensor) -> torch.Tensor:
+        """``speech`` ``(B, ctx + N)`` made reverberant where drawn: ``(B, N)``."""
+        n, ctx = self.length, speech.shape[1] - self.length
+        dry = speech[:, ctx:]
+        hit = uniform(self.seed, index, Stream.REVERB, 1)[:, 0] < self.cfg.reverb_prob
+        rows = torch.nonzero(hit).flatten()
+        if rows.numel() == 0:
+            return dry
+        bank = self._bank()
+        which = _randint(uniform(self.seed, index[rows], Stream.RIR_FILE, 1)[:, 0], bank.shape[0])
+        wet = _fft_convolve(speech[rows], bank[which])[:, ctx : ctx + n]
+        return dry.index_put((rows,), wet.to(dry.dtype))
+
+    def _noise(self, index: torch.Tensor) -> torch.Tensor:
+        """Sum of ``noises_per_mix`` unit-RMS noise crops with random gains: ``(B, N)``."""
+        lo, hi = (int(v) for v in self.cfg.noises_per_mix)
+        b = len(index)
+        if hi == 0:
+            return torch.zeros(b, self.length, device=index.device)
+        count = lo + _randint(uniform(self.seed, index, Stream.NOISE_COUNT, 1)[:, 0], hi - lo + 1)
+        files = _randint(uniform(self.seed, index, Stream.NOISE_FILE, hi), len(self.noise))
+        offsets = _randint(uniform(self.seed, index, Stream.NOISE_OFFSET, hi), self.noise.lengths[files])
+        gain_db = NOISE_GAIN_DB[0] + (NOISE_GAIN_DB[1] - NOISE_GAIN_DB[0]) * uniform(self.seed, index,
+                                                                                    Stream.NOISE_GAIN, hi)
+        crops = loop_crops(self.noise, files, offsets, self.length)  # (B, M, N)
+        p = _power(crops)
+        used = torch.arange(hi, device=index.device)[None, :] < count[:, None]
+        scale = torch.where(used & (p >= SILENCE_POWER), 10.0 ** (gain_db / 20.0) / p.clamp_min(SILENCE_POWER).sqrt(),
+                            0.0)
+        return (crops * scale.float()[..., None]).sum(1)
+
+    @torch.no_grad()
+    def __call__(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        index = index.to(self.device, torch.int64).flatten()
+        if index.numel() and int(index.min()) < 0:
+            raise IndexError("mixture indices must be non-negative")
+        ctx = self._bank().shape[1] if self.rirs is not None else 0
+        source = fill_speech(self.speech, self.seed, index, ctx + self.length)
+        clean = source[:, ctx:]
+        speech = self._reverberate(index, source) if ctx else clean
+        noise = self._noise(index)
+        snr = self.cfg.snr_db[0] + (self.cfg.snr_db[1] - self.cfg.snr_db[0]) * uniform(self.seed, index, Stream.SNR, 1)[:, 0]
+        ps, pn = _power(speech), _power(noise)
+        noise_gain = torch.where(pn < SILENCE_POWER, 0.0,
+                                 torch.where(ps < SILENCE_POWER, 1.0,
+                                             (ps / (pn.clamp_min(SILENCE_POWER) * 10.0 ** (snr / 10.0))).sqrt()))
+        noisy = speech + noise * noise_gain.float()[:, None]
+        level = self.cfg.level_db[0] + (self.cfg.level_db[1] - self.cfg.level_db[0]) * uniform(self.seed, index,
+                                                                                                Stream.LEVEL, 1)[:, 0]
+        ref = torch.where(ps < SILENCE_POWER, _power(noisy), ps)
+        gain = torch.where(ref >= SILENCE_POWER, 10.0 ** (level / 20.0) / ref.clamp_min(SILENCE_POWER).sqrt(), 1.0)
+        peak = gain * torch.maximum(noisy.abs().amax(-1), clean.abs().amax(-1)).double()
+        gain = torch.where(peak > PEAK_LIMIT, gain * PEAK_LIMIT / peak.clamp_min(1e-30), gain).float()[:, None]
+        snr = torch.where(noise_gain > 0, snr, math.inf).float()
+        return {"noisy": noisy * gain, "clean": clean * gain,
+                "lengths": torch.full((len(index),), self.length, dtype=torch.int64, device=self.device), "snr": snr}
+
+
+def zero_fraction(clean: torch.Tensor) -> float:
+    """Share of samples of ``clean`` that are exact zeros (digital silence)."""
+    return float((clean == 0).double().mean())
+
+
+def rir_corpus(spec: str | None, count: int, sample_rate: int = 16000, seed: int = 0, workers: int = 0) -> Corpus | None:
+    """Impulse responses for the batch mixer: None, ``count`` simulated rooms (``"simulate"``,
+    seeded) or the files of a folder / list."""
+    if spec is None:
+        return None
+    if spec == "simulate":
+        import numpy as np
+
+        from .rir import simulate_rir
+
+        rng = np.random.default_rng(seed)
+        return Corpus.from_arrays([simulate_rir(rng, sample_rate) for _ in range(count)], sample_rate, kind="rir")
+    import functools
+
+    from .audio import list_audio
+    from .rir import _load_rir
+
+    return Corpus.from_files(list_audio(spec), sample_rate, workers=workers, kind="rir",
+                             loader=functools.partial(_load_rir, sample_rate=sample_rate))
+
+
+def build_mixer(speech_files, noise_files, cfg: DataConfig, sample_rate: int = 16000, workers: int = 0) -> BatchMixer:
+    """Decode the training files once and return their :class:`BatchMixer` (on the CPU)."""
+    speech = Corpus.from_files(speech_files, sample_rate, workers=workers, kind="speech")
+    noise = Corpus.from_files(noise_files, sample_rate, workers=workers, kind="noise")
+    rirs = rir_corpus(cfg.rir, cfg.rir_count, sample_rate, cfg.seed, workers) if cfg.reverb_prob > 0 else None
+    return BatchMixer(speech, noise, cfg, rirs)
