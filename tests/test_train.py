@@ -225,3 +225,72 @@ def test_freeze_batch_norm_stats_keeps_running_statistics():
     net.train()  # an unfrozen step moves them
     net(x)
     assert not all(torch.equal(net.state_dict()[k], v) for k, v in before.items())
+
+
+def test_nonfinite_gradients_skip_the_step_without_a_sync():
+    import torch
+
+    from gagnet.train import skip_nonfinite_step
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(4, 3)
+    opt = torch.optim.Adam(lin.parameters(), lr=0.1, fused=True)
+    before = [p.detach().clone() for p in lin.parameters()]
+    lin(torch.randn(2, 4)).sum().backward()
+    lin.weight.grad[0, 0] = float("nan")
+    skipped = skip_nonfinite_step(opt, list(lin.parameters()), 5.0)
+    opt.step()
+    assert float(skipped) == 1.0 and all(torch.equal(a, p) for a, p in zip(before, lin.parameters()))
+    assert all(int(opt.state[p]["step"]) == 0 for p in lin.parameters())  # the step was not counted
+    opt.zero_grad()
+    lin(torch.randn(2, 4)).sum().backward()
+    skipped = skip_nonfinite_step(opt, list(lin.parameters()), 5.0)
+    opt.step()
+    assert float(skipped) == 0.0 and not torch.equal(before[0], lin.weight)
+
+
+def test_ddp_two_ranks_disjoint_data_equal_weights_and_resume(tmp_path):
+    """Two CPU processes (gloo): disjoint mixture indices, identical weights at the end under a
+    time-budgeted cosine rate (its progress comes from rank 0), and a resume that continues
+    the same index sequence."""
+    import json
+
+    _make_corpus(tmp_path)
+    extra = {"accelerator": "cpu", "devices": 2, "strategy": "ddp", "val_every_steps": 4, "lr_schedule": "cosine",
+             "max_minutes": 5, "warmup_steps": 2, "log_every_steps": 2}
+    for steps, resume in ((8, []), (12, ["--resume"])):
+        p = _run([*resume, *_overrides(tmp_path, "ddp", max_steps=steps, **extra)])
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode()[-3000:]
+    runs = {r: [json.loads(line) for line in (tmp_path / "ddp" / "ranks" / f"rank{r}.jsonl").open()] for r in (0, 1)}
+    assert [(x["first_step"], x["last_step"]) for x in runs[0]] == [(0, 8), (8, 12)]
+    batch = runs[0][0]["batch_size"]
+    for part in (0, 1):
+        a, b = (set(runs[r][part]["indices"]) for r in (0, 1))
+        assert not a & b, "ranks drew the same mixtures"
+        assert runs[0][part]["weights_sha256"] == runs[1][part]["weights_sha256"], "weights differ across ranks"
+        assert runs[0][part]["world_size"] == 2
+    seen = [i for r in (0, 1) for x in runs[r] for i in x["indices"]]
+    assert sorted(seen) == list(range(12 * batch * 2))  # every mixture once, in the order an unbroken run takes
+
+
+def test_validation_on_a_time_interval(tmp_path):
+    _make_corpus(tmp_path)
+    p = _run(_overrides(tmp_path, "clock", max_steps=9, val_every_steps=1000, val_every_minutes=1e-6, log_every_steps=3))
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err.decode()[-3000:]
+    steps = [int(r["step"]) for r in csv.DictReader((tmp_path / "clock" / "val_log.csv").open())]
+    # every check (each 3 steps) found the interval passed; the epoch then ends after the batch
+    # the loader had already fetched, on every rank alike
+    assert steps[:2] == [4, 7]
+    assert (tmp_path / "clock" / "checkpoints" / "last.ckpt").exists()
+
+
+def test_resume_with_another_batch_size_says_so(tmp_path):
+    _make_corpus(tmp_path)
+    p = _run(_overrides(tmp_path, "bs", max_steps=4))
+    assert p.wait(timeout=300) == 0
+    p = _run(["--resume", *_overrides(tmp_path, "bs", max_steps=6, batch_size=2)])
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err.decode()[-3000:]
+    assert b"trained on 1 process(es) x batch 4 with 1 x 2" in err

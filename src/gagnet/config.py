@@ -242,7 +242,8 @@ class TrainConfig:
     ``val_every_minutes`` (batch mixer only) ends a loop epoch, and so validates and writes
     the checkpoint, once that much training time has passed, instead of after
     ``val_every_steps`` steps (which then only bounds an epoch's length). Rank 0's clock
-    decides, checked every ``log_every_steps`` steps.
+    decides, checked every ``log_every_steps`` steps; the epoch ends after the one batch the
+    loader has already fetched.
     """
 
     model: str = "causal"

@@ -250,7 +250,7 @@ def rir_corpus(spec: str | None, count: int, sample_rate: int = 16000, seed: int
     from .audio import list_audio
     from .rir import _load_rir
 
-    return Corpus.from_files(list_audio(spec), sample_rate, workers=workers, kind="rir",
+    return Corpus.from_files(list_audio(spec), sample_rate, workers=workers, kind="rir", min_seconds=0.0,
                              loader=functools.partial(_load_rir, sample_rate=sample_rate))
 
 

@@ -62,9 +62,11 @@ class Corpus:
 
     @classmethod
     def from_files(cls, files: Sequence[str | Path], sample_rate: int = 16000, workers: int = 0,
-                   loader: Callable[[Path], np.ndarray] | None = None, kind: str = "audio") -> "Corpus":
-        """Decode ``files`` (in processes when ``workers`` > 1); unreadable, silent and
-        too-short files are logged and left out. Raises :class:`AudioError` if none is left."""
+                   loader: Callable[[Path], np.ndarray] | None = None, kind: str = "audio",
+                   min_seconds: float = MIN_SECONDS) -> "Corpus":
+        """Decode ``files`` (in processes when ``workers`` > 1); unreadable and silent files,
+        and those shorter than ``min_seconds`` once trimmed, are left out (the unreadable
+        ones logged). Raises :class:`AudioError` if none is left."""
         paths = [str(f) for f in files]
         job = functools.partial(_decode, sample_rate=sample_rate, loader=loader)
         if workers > 1 and len(paths) > 1:
@@ -72,18 +74,19 @@ class Corpus:
                 decoded = list(pool.map(job, paths, chunksize=max(1, len(paths) // (8 * workers))))
         else:
             decoded = [job(p) for p in paths]
-        return cls._build(paths, decoded, sample_rate, kind)
+        return cls._build(paths, decoded, sample_rate, kind, min_seconds)
 
     @classmethod
-    def from_arrays(cls, arrays: Sequence[np.ndarray], sample_rate: int = 16000, kind: str = "audio") -> "Corpus":
+    def from_arrays(cls, arrays: Sequence[np.ndarray], sample_rate: int = 16000, kind: str = "audio",
+                    min_seconds: float = 0.0) -> "Corpus":
         """A corpus of float arrays (trimmed and scaled like decoded files), named by position."""
         decoded = [_trimmed_int16(np.asarray(a, dtype=np.float32)) for a in arrays]
-        return cls._build([f"{kind}_{i}" for i in range(len(arrays))], decoded, sample_rate, kind)
+        return cls._build([f"{kind}_{i}" for i in range(len(arrays))], decoded, sample_rate, kind, min_seconds)
 
     @classmethod
-    def _build(cls, paths: list[str], decoded: list, sample_rate: int, kind: str) -> "Corpus":
+    def _build(cls, paths: list[str], decoded: list, sample_rate: int, kind: str, min_seconds: float) -> "Corpus":
         keep, names, skipped = [], [], 0
-        min_len = int(MIN_SECONDS * sample_rate)
+        min_len = max(int(min_seconds * sample_rate), 1)
         for p, d in zip(paths, decoded):
             if isinstance(d, str):
                 log.warning("skipping %s file: %s", kind, d)
