@@ -143,6 +143,18 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     for step in a:
         assert b[step] == pytest.approx(a[step], rel=1e-4, abs=1e-6), step
 
+    # a run split by a clock (a time-limited machine), mid-epoch, then resumed: the same run again
+    first = _run(_overrides(tmp_path, "split", stop_after_minutes=1e-6, **extra))
+    assert first.wait(timeout=300) == 0
+    assert sorted(_losses(tmp_path / "split" / "train_log.csv")) == [1]
+    second = _run(["--resume", *_overrides(tmp_path, "split", **extra)])
+    _, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err.decode()[-3000:]
+    c = _losses(tmp_path / "split" / "train_log.csv")
+    assert sorted(c) == list(range(1, 9))
+    for step in a:
+        assert c[step] == pytest.approx(a[step], rel=1e-4, abs=1e-6), step
+
 
 def test_existing_run_needs_resume(tmp_path):
     _make_corpus(tmp_path)

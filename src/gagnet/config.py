@@ -244,6 +244,11 @@ class TrainConfig:
     ``val_every_steps`` steps (which then only bounds an epoch's length). Rank 0's clock
     decides, checked every ``log_every_steps`` steps; the epoch ends after the one batch the
     loader has already fetched.
+
+    ``stop_after_minutes`` ends this invocation once its fit has run that long (rank 0's
+    wall clock), with a checkpoint and a validation, while ``max_minutes`` stays the budget of the whole run (and
+    of its cosine schedule): a run split over several calls of a time-limited machine, each
+    resumed with ``--resume``, follows one schedule.
     """
 
     model: str = "causal"
@@ -274,12 +279,15 @@ class TrainConfig:
     compile: bool = False
     freeze_bn_stats: bool = False
     val_every_minutes: float | None = None
+    stop_after_minutes: float | None = None
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("plateau", "cosine"):
             raise ValueError(f"lr_schedule must be 'plateau' or 'cosine', got {self.lr_schedule!r}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError("max_minutes must be positive")
+        if self.stop_after_minutes is not None and self.stop_after_minutes <= 0:
+            raise ValueError("stop_after_minutes must be positive")
         if self.val_every_minutes is not None and self.val_every_minutes <= 0:
             raise ValueError("val_every_minutes must be positive")
         if self.plateau_patience < 1:

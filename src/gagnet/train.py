@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -421,11 +422,16 @@ def _step_log_callback(path: Path, every: int):
     import lightning as L
 
     class StepLog(L.Callback):
-        """Appends (step, mean train loss, lr) every ``every`` steps to a CSV; a resumed run
-        continues the same file. Losses stay on the device between rows (no sync per step)."""
+        """Appends (step, mean train loss, lr, steps skipped so far, seconds since the fit began)
+        every ``every`` steps to a CSV; a resumed run continues the same file. Losses stay on
+        the device between rows (no sync per step)."""
 
         def __init__(self) -> None:
             self._losses: list[torch.Tensor] = []
+            self._t0 = time.monotonic()
+
+        def on_train_start(self, trainer, pl_module) -> None:
+            self._t0 = time.monotonic()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             if trainer.global_rank != 0:
@@ -443,8 +449,10 @@ def _step_log_callback(path: Path, every: int):
             with path.open("a", newline="") as f:
                 w = csv.writer(f)
                 if new:
-                    w.writerow(["step", "loss", "lr", "skipped"])
-                w.writerow([trainer.global_step, f"{mean:.8g}", f"{lr:.6g}", int(skipped)])
+                    w.writerow(["step", "loss", "lr", "skipped", "seconds"])
+                # seconds: wall time since this fit began (compilation and validation included)
+                w.writerow([trainer.global_step, f"{mean:.8g}", f"{lr:.6g}", int(skipped),
+                            f"{time.monotonic() - self._t0:.3f}"])
             if trainer.logger is not None:
                 trainer.logger.log_metrics({"train/skipped_steps": skipped}, trainer.global_step)
 
@@ -506,8 +514,6 @@ def _budget_schedule_callback(cfg: TrainConfig):
 
 
 def _validation_clock_callback(cfg: TrainConfig, batches: StepBatches):
-    import time
-
     import lightning as L
 
     class ValidationClock(L.Callback):
@@ -529,6 +535,29 @@ def _validation_clock_callback(cfg: TrainConfig, batches: StepBatches):
                 batches.stop = True
 
     return ValidationClock()
+
+
+def _stop_clock_callback(cfg: TrainConfig):
+    import lightning as L
+
+    class StopClock(L.Callback):
+        """Stops this invocation after ``stop_after_minutes`` of training time (rank 0's clock,
+        checked every ``log_every_steps`` steps)."""
+
+        def __init__(self) -> None:
+            self._start = time.monotonic()
+
+        def on_train_start(self, trainer, pl_module) -> None:
+            self._start = time.monotonic()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if trainer.global_step % cfg.log_every_steps:
+                return
+            due = time.monotonic() - self._start >= 60.0 * cfg.stop_after_minutes
+            if trainer.strategy.broadcast(due, src=0):
+                trainer.should_stop = True
+
+    return StopClock()
 
 
 def _rank_audit_callback(path: Path):
@@ -581,11 +610,23 @@ def _last_checkpoint_callback(path: Path):
 
     class LastCheckpoint(L.Callback):
         """Writes the one full checkpoint (weights, optimiser, loop, callbacks) after every
-        validation of a fit, for resuming; the best weights alone go to ``model_best.pt``."""
+        validation of a fit and when the fit ends, for resuming; the best weights alone go to
+        ``model_best.pt``."""
+
+        def __init__(self) -> None:
+            self._saved_at = -1
+
+        def _save(self, trainer) -> None:
+            if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking \
+                    and trainer.global_step != self._saved_at:
+                trainer.save_checkpoint(path)  # every rank calls it; rank 0 writes
+                self._saved_at = trainer.global_step
 
         def on_validation_end(self, trainer, pl_module) -> None:
-            if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
-                trainer.save_checkpoint(path)  # every rank calls it; rank 0 writes
+            self._save(trainer)
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            self._save(trainer)  # a run stopped by a time limit resumes from its last step
 
     return LastCheckpoint()
 
@@ -600,6 +641,7 @@ def _export_callback(path: Path):
 
         def __init__(self) -> None:
             self.best = math.inf
+            self.validated_at = -1
 
         def state_dict(self) -> dict[str, float]:
             return {"best": self.best}
@@ -610,6 +652,7 @@ def _export_callback(path: Path):
         def on_validation_end(self, trainer, pl_module) -> None:
             if trainer.sanity_checking:
                 return
+            self.validated_at = trainer.global_step
             loss = trainer.callback_metrics.get("val/loss")
             better = loss is not None and float(loss) < self.best
             if better:
@@ -702,7 +745,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             _export_callback(out / "model.pt"),
             _rank_audit_callback(out / "ranks"),
         ] + ([_budget_schedule_callback(cfg)] if cfg.lr_schedule == "cosine" else [])
-          + ([_validation_clock_callback(cfg, train_dl.dataset)] if cfg.val_every_minutes else []),
+          + ([_validation_clock_callback(cfg, train_dl.dataset)] if cfg.val_every_minutes else [])
+          + ([_stop_clock_callback(cfg)] if cfg.stop_after_minutes else []),
         plugins=[_atomic_checkpoint_io()],
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
@@ -715,6 +759,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         trainer.validate(module, val_dl, verbose=False)
     try:
         trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume and last.exists() else None)
+        export = next(c for c in trainer.callbacks if type(c).__name__ == "ExportWeights")
+        if export.validated_at != trainer.global_step:  # stopped by a clock between validations
+            trainer.validate(module, val_dl, verbose=False)
     finally:
         module.finish_scores()  # the background scores of the last validations
     return out
