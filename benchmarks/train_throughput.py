@@ -10,6 +10,14 @@ is reported as ``compile_s``. The models take turns step by step, so that a chan
 hits all of them alike, and each row is the median of its steps. Not a test.
 
     python benchmarks/train_throughput.py --official /path/to/GaGNet.py [--compile] [--steps 5] [--threads 2]
+
+End to end (``--e2e CONFIG [key=value ...]``): runs ``gagnet train`` on that config's real data
+for ``--minutes``, reads the run's ``train_log.csv`` and reports its audio-s/s after the first
+logged row (compilation excluded, validation included), then, in the same process, the
+pure-compute ceiling: the same network, batch, precision and compilation on random waves
+already on the device (no data path, no Lightning), and the ratio of the two.
+
+    python benchmarks/train_throughput.py --e2e lease --minutes 3 --device cuda
 """
 from __future__ import annotations
 
@@ -42,10 +50,11 @@ class _Trainer:
     ``forward`` maps the noisy spectrum to the stage estimates; ``loss_fn`` (noisy, clean, mask)
     -> loss replaces it and the loss where given (this project's compiled training loss)."""
 
-    def __init__(self, forward, params, noisy, clean, lengths, cfg: str, device: str, loss_fn=None) -> None:
-        self.forward, self.params, self.device = forward, params, device
+    def __init__(self, forward, params, noisy, clean, lengths, cfg: str, device: str, loss_fn=None,
+                 bf16: bool = False) -> None:
+        self.forward, self.params, self.device, self.bf16 = forward, params, device, bf16
         self.loss_fn = loss_fn or (lambda n, c, mask: gagnet_loss(self.forward(n), c, mask))
-        self.opt = torch.optim.Adam(params, lr=5e-4)
+        self.opt = torch.optim.Adam(params, lr=5e-4, fused=True)  # as gagnet train
         self.wave = WaveGaGNet(get_config(cfg))
         self.batch = noisy, clean, lengths
 
@@ -54,7 +63,8 @@ class _Trainer:
         noisy, clean, lengths = self.batch
         t = time.perf_counter()
         n, c = self.wave.analyze(noisy), self.wave.analyze(clean)
-        loss = self.loss_fn(n, c, frame_mask(lengths, self.wave.cfg, n.shape[-1]))
+        with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.bf16):
+            loss = self.loss_fn(n, c, frame_mask(lengths, self.wave.cfg, n.shape[-1]))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, 5.0)
@@ -64,8 +74,51 @@ class _Trainer:
         return time.perf_counter() - t, float(loss.detach())
 
 
+def _end_to_end(args: argparse.Namespace) -> dict:
+    """``gagnet train`` on a config's data for ``args.minutes``, then the compute ceiling."""
+    import csv
+    import tempfile
+
+    from gagnet.train import compile_loss, load_train_config, train
+
+    out = tempfile.mkdtemp(prefix="gagnet-e2e-")
+    cfg = load_train_config(args.e2e, [*args.overrides, f"stop_after_minutes={args.minutes}",
+                                       f"max_minutes={args.minutes}", f"out_dir={out}", f"threads={args.threads}"])
+    train(cfg)
+    rows = list(csv.DictReader(open(f"{out}/train_log.csv")))
+    audio = cfg.batch_size * cfg.data.segment_seconds
+    s0, t0, s1, t1 = int(rows[1]["step"]), float(rows[1]["seconds"]), int(rows[-1]["step"]), float(rows[-1]["seconds"])
+    e2e = (s1 - s0) * audio / (t1 - t0)
+    # the ceiling: the same network, batch, precision and compilation on waves already on the device
+    n = int(cfg.data.segment_seconds * 16000)
+    noisy = 0.1 * torch.randn(cfg.batch_size, n, device=args.device)
+    clean = 0.05 * torch.randn(cfg.batch_size, n, device=args.device)
+    lengths = torch.full((cfg.batch_size,), n, device=args.device)
+    net = WaveGaGNet(cfg.model_config()).net.to(args.device).train()
+    bf16 = "bf16" in cfg.precision or (cfg.precision == "auto" and args.device == "cuda")
+    tr = _Trainer(net, list(net.parameters()), noisy, clean, lengths, cfg.model, args.device,
+                  compile_loss(net) if cfg.compile else None, bf16=bf16)
+    tr.wave = WaveGaGNet(cfg.model_config())
+    tr.step()
+    secs = statistics.median(tr.step()[0] for _ in range(args.steps))
+    ceiling = audio / secs
+    return {"config": args.e2e, "overrides": args.overrides, "batch": f"{cfg.batch_size} x {cfg.data.segment_seconds} s",
+            "precision": cfg.precision, "compile": cfg.compile, "device": _device_name(args.device),
+            "end_to_end_audio_s_per_s": round(e2e, 1), "end_to_end_steps": f"{s0}..{s1} in {t1 - t0:.1f} s",
+            "ceiling_audio_s_per_s": round(ceiling, 1), "ratio": round(e2e / ceiling, 3), "run": out}
+
+
+def _device_name(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    return platform.processor() or "cpu"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--e2e", metavar="CONFIG", help="end-to-end mode: gagnet train on this config, then the ceiling")
+    ap.add_argument("--minutes", type=float, default=3.0, help="end-to-end mode: minutes of training")
+    ap.add_argument("overrides", nargs="*", help="end-to-end mode: config overrides key=value")
     ap.add_argument("--official", help="path to the authors' GaGNet.py")
     ap.add_argument("--steps", type=int, default=5, help="timed steps per model (after one untimed step)")
     ap.add_argument("--threads", type=int, default=0)
@@ -77,6 +130,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.e2e:
+        print(json.dumps(_end_to_end(args), indent=2))
+        return
     n = int(args.seconds * 16000)
     noisy = (0.1 * torch.randn(args.batch, n)).to(args.device)
     clean = (0.05 * torch.randn(args.batch, n)).to(args.device)
@@ -116,7 +172,7 @@ def main() -> None:
         row.update({"s_per_step": round(sec, 4), "audio_s_per_s": round(audio / sec, 2), "loss_after": round(loss, 6)})
         if "torch.compile" in row["model"]:
             row["compile_s"] = round(max(warm - sec, 0.0), 1)  # the untimed first step, less one step
-    info = {"device": args.device if args.device != "cpu" else platform.processor() or "cpu",
+    info = {"device": _device_name(args.device),
             "threads": torch.get_num_threads(), "batch": f"{args.batch} x {args.seconds} s",
             "timing": f"median of {args.steps} interleaved steps per model", "rows": rows}
     authors = [r for r in rows if r["model"].startswith("authors")]

@@ -807,12 +807,22 @@ def plot_curves(run_dir: str | Path, out_png: str | Path) -> Path:
         val = list(csv.DictReader(vpath.open()))
         vx = [int(r["step"]) for r in val]
         ax[0].plot(vx, [float(r["val/loss"]) for r in val], "o-", color="C3", label="validation")
-        # WB-PESQ when the run could compute it, else STOI
-        metric, metric_label = ("val/pesq_wb", "WB-PESQ") if val and "val/pesq_wb" in val[0] else ("val/stoi", "STOI (%)")
-        if val and metric in val[0]:
-            ax[1].plot(vx, [float(r[metric]) for r in val], "o-", color="C2", label="enhanced")
-            if f"{metric}_noisy" in val[0]:
-                ax[1].plot(vx, [float(r[f"{metric}_noisy"]) for r in val], "--", color="0.5", label="noisy")
+        # scores: val_scores.csv (computed in the background) or, in older runs, val_log.csv
+        spath = run / "val_scores.csv"
+        scores = [{f"val/{k}" if k != "step" else k: v for k, v in r.items()} for r in csv.DictReader(spath.open())] \
+            if spath.exists() else val
+        scores = sorted(scores, key=lambda r: int(r["step"]))
+        sx = [int(r["step"]) for r in scores]
+        # WB-PESQ when the run could compute it, else STOI, else SI-SDR
+        keys = scores[0].keys() if scores else ()
+        metric, metric_label = next(((m, lab) for m, lab in (("val/pesq_wb", "WB-PESQ"), ("val/stoi", "STOI (%)"))
+                                     if m in keys), ("val/si_sdr", "SI-SDR (dB)"))
+        if metric == "val/si_sdr":
+            scores, sx = val, vx
+        if scores and metric in scores[0]:
+            ax[1].plot(sx, [float(r[metric]) for r in scores], "o-", color="C2", label="enhanced")
+            if scores[0].get(f"{metric}_noisy"):
+                ax[1].plot(sx, [float(r[f"{metric}_noisy"]) for r in scores], "--", color="0.5", label="noisy")
             ax[1].legend()
     ax[0].set_xlabel("step")
     ax[0].set_ylabel("loss")

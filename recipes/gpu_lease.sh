@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# One GPU lease, one command per step. See docs/training.md, "A GPU lease, one command".
+#
+#   bash recipes/gpu_lease.sh prepare        # here, on the CPU machine: pack, wheels, one tar, size check
+#   bash recipes/gpu_lease.sh train          # on the device (first call): train, stop after CALL1_MINUTES
+#   bash recipes/gpu_lease.sh resume         # on the device (second call, machine still warm): the rest
+#
+# `prepare` prints the exact device calls. Both device steps leave in $OUT the fp16 weights of
+# the best validation (model_best_fp16.pt), the logs (logs.tgz) and a throughput line
+# (throughput.txt). Extra arguments are config overrides (e.g. batch_size=96).
+# Environment: INIT (weights to continue from; default the best so far, causal-v1),
+# CALL1_MINUTES / CALL2_MINUTES (fit time of the two calls; their sum is the cosine's budget),
+# SPEECH / NOISE (extra sources for the pack, space-separated).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+MODE=${1:-}
+shift || true
+LEASE=local/lease
+INIT=${INIT:-causal-v1}
+CALL1_MINUTES=${CALL1_MINUTES:-8.6}
+CALL2_MINUTES=${CALL2_MINUTES:-2.6}
+BUDGET=$(python3 -c "print($CALL1_MINUTES + $CALL2_MINUTES)")
+LIMIT_BYTES=$((64 * 1024 * 1024))
+
+prepare() {
+  mkdir -p "$LEASE"
+  grep -qxF "/local/" .gitignore || { echo "local/ must be ignored by git" >&2; exit 1; }
+  if [ ! -f "$LEASE/pack/pack.json" ]; then
+    local speech=(../shared/data/speech) noise=(../shared/data/noise)
+    [ -f local/apt_speech/targets_en_es_fr.txt ] && speech+=(local/apt_speech/targets_en_es_fr.txt)
+    [ -d local/noise_gen ] && noise+=(local/noise_gen)
+    # shellcheck disable=SC2206
+    speech+=(${SPEECH:-}); noise+=(${NOISE:-})
+    rm -rf "$LEASE/pack"
+    gagnet pack "$LEASE/pack" --speech "${speech[@]}" --noise "${noise[@]}" --rirs 80 || exit 1
+  fi
+  if [ ! -f "$LEASE/wheels/.done" ]; then  # what the device's image lacks (Python 3.12 there)
+    mkdir -p "$LEASE/wheels"
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+      --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+      --platform manylinux2014_x86_64 -d "$LEASE/wheels" \
+      soundfile==0.14.0 cffi==2.1.1 pycparser==3.12 soxr==1.1.0 pystoi==0.4.1 || exit 1
+    touch "$LEASE/wheels/.done"
+  fi
+  mkdir -p "$LEASE/carry"
+  tar -cf "$LEASE/carry/lease.tar" -C "$LEASE" pack wheels
+  local tree tar_bytes
+  tree=$( (git ls-files -z; git ls-files -z --others --exclude-standard) | xargs -0 -r du -cb 2>/dev/null | tail -1 | cut -f1)
+  tar_bytes=$(stat -c %s "$LEASE/carry/lease.tar")
+  echo "working tree $((tree / 1000000)) MB + lease.tar $((tar_bytes / 1000000)) MB (limit $((LIMIT_BYTES / 1000000)) MB)"
+  if [ $((tree + tar_bytes)) -gt "$LIMIT_BYTES" ]; then
+    echo "too large for one device call: drop sources from the pack (SPEECH/NOISE) or raise its Opus level" >&2
+    exit 1
+  fi
+  cat <<EOF
+ready. Device calls (run, carry ["$LEASE/carry"]):
+  1. command: bash recipes/gpu_lease.sh train     timeout_s: 600
+  2. command: bash recipes/gpu_lease.sh resume    timeout_s: 290   (at once, while the machine is warm)
+EOF
+}
+
+device_setup() {
+  OUT=${OUT:-gpu_out}
+  mkdir -p "$OUT"
+  if [ ! -d "$LEASE/pack" ]; then tar -xf "$LEASE/carry/lease.tar" -C "$LEASE" || exit 1; fi
+  if ! python3 -c "import soundfile, soxr, pystoi" 2>/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/gagnet-site "$LEASE"/wheels/*.whl || exit 1
+  fi
+  export PYTHONPATH=$PWD/src:/tmp/gagnet-site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+  export TORCHINDUCTOR_CACHE_DIR=$PWD/$LEASE/inductor-cache  # kept between calls on a warm machine
+  { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no GPU"; } \
+    | tee "$OUT/gpu.txt"
+  python3 -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)" \
+    | tee -a "$OUT/gpu.txt"
+}
+
+device_train() {  # $1: minutes of this call; the rest are overrides
+  local minutes=$1
+  shift
+  local resume=()
+  [ -f "$LEASE/run/checkpoints/last.ckpt" ] && resume=(--resume)
+  local start=$SECONDS
+  python3 -m gagnet train --config lease "${resume[@]}" init_weights="$INIT" max_minutes="$BUDGET" \
+    stop_after_minutes="$minutes" out_dir="$LEASE/run" "$@" 2>&1 | tr '\r' '\n' | grep -v ' it/s' >> "$OUT/train.txt"
+  local status=${PIPESTATUS[0]}
+  echo "training exited with $status after $((SECONDS - start)) s" | tee -a "$OUT/gpu.txt"
+  tail -n 20 "$OUT/train.txt"
+  python3 - "$LEASE/run" "$OUT" <<'PY'
+import csv, sys, torch, yaml
+from pathlib import Path
+run, out = Path(sys.argv[1]), Path(sys.argv[2])
+for name in ("model_best", "model"):
+    ckpt = torch.load(run / f"{name}.pt", map_location="cpu", weights_only=True)
+    half = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    torch.save({"config": ckpt["config"], "state_dict": half}, out / f"{name}_fp16.pt")
+cfg = yaml.safe_load((run / "config.yaml").read_text())
+audio = cfg["batch_size"] * cfg["data"]["segment_seconds"]
+rows = [r for r in csv.DictReader((run / "train_log.csv").open())]
+# rows of this call: after the last restart of the seconds column
+cut = max((i for i in range(1, len(rows)) if float(rows[i]["seconds"]) < float(rows[i - 1]["seconds"])), default=0)
+rows = rows[cut:]
+line = "no steps logged"
+if len(rows) >= 3:
+    s0, t0 = int(rows[1]["step"]), float(rows[1]["seconds"])  # from the first row after compiling
+    s1, t1 = int(rows[-1]["step"]), float(rows[-1]["seconds"])
+    line = (f"steps {rows[0]['step']}..{s1}: {(s1 - s0) * audio / (t1 - t0):.0f} audio-s/s end to end after the "
+            f"first logged row (steps {s0}..{s1}, {t1 - t0:.0f} s, validation included); "
+            f"{s1 * audio / 3600:.1f} h of mixtures in the run; skipped steps {rows[-1]['skipped']}")
+print(line)
+(out / "throughput.txt").open("a").write(line + "\n")
+PY
+  tar -czf "$OUT/logs.tgz" -C "$LEASE/run" train_log.csv val_log.csv config.yaml \
+    $(cd "$LEASE/run" && ls val_scores.csv ranks 2>/dev/null)
+  return "$status"
+}
+
+case "$MODE" in
+  prepare) prepare ;;
+  train) device_setup; device_train "$CALL1_MINUTES" "$@" ;;
+  resume) device_setup; device_train "$CALL2_MINUTES" "$@" ;;
+  *) echo "usage: bash recipes/gpu_lease.sh prepare | train | resume [key=value ...]" >&2; exit 2 ;;
+esac
