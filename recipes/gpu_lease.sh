@@ -82,7 +82,7 @@ device_train() {  # $1: minutes of this call; the rest are overrides
   [ -f "$LEASE/run/checkpoints/last.ckpt" ] && resume=(--resume)
   local start=$SECONDS
   python3 -m gagnet train --config lease "${resume[@]}" init_weights="$INIT" max_minutes="$BUDGET" \
-    stop_after_minutes="$minutes" out_dir="$LEASE/run" "$@" 2>&1 | tr '\r' '\n' | grep -v ' it/s' >> "$OUT/train.txt"
+    stop_after_minutes="$minutes" out_dir="$LEASE/run" "$@" 2>&1 | tr '\r' '\n' | grep -v 'it/s\]' >> "$OUT/train.txt"
   local status=${PIPESTATUS[0]}
   echo "training exited with $status after $((SECONDS - start)) s" | tee -a "$OUT/gpu.txt"
   tail -n 20 "$OUT/train.txt"
@@ -111,7 +111,7 @@ print(line)
 (out / "throughput.txt").open("a").write(line + "\n")
 PY
   tar -czf "$OUT/logs.tgz" -C "$LEASE/run" train_log.csv val_log.csv config.yaml \
-    $(cd "$LEASE/run" && ls val_scores.csv ranks 2>/dev/null)
+    $(cd "$LEASE/run" && ls -d val_scores.csv ranks 2>/dev/null)
   return "$status"
 }
 

@@ -1,9 +1,11 @@
 """Training: the Lightning module, the data pipeline wiring and the ``gagnet train`` command.
 
-One epoch of the loop is ``val_every_steps`` optimiser steps followed by validation and a
-checkpoint, so every checkpoint sits on an epoch boundary. Training mixtures are a pure
-function of (seed, global index) and the sampler walks indices in order, so a resumed run
-sees exactly the data an uninterrupted run would have seen.
+One epoch of the loop is ``val_every_steps`` optimiser steps (or ``val_every_minutes`` of
+them) followed by validation and a checkpoint. Training mixtures are a pure function of
+(seed, global index) and step ``k`` trains on indices that depend on ``k`` alone
+(:mod:`gagnet.data.sampling`), so a resumed run sees exactly the data an uninterrupted run
+would have seen. With the batch mixer the loader yields only indices; the module mixes them
+on its device (:meth:`on_after_batch_transfer`). The callbacks live in :mod:`gagnet.callbacks`.
 """
 from __future__ import annotations
 
@@ -11,24 +13,24 @@ import argparse
 import csv
 import datetime
 import logging
-import math
 import os
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import yaml
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from .config import TrainConfig
 from .dsp import frame_mask
 from .loss import gagnet_loss
 from .model.gagnet import GaGNet, count_parameters
 from .model.wave import WaveGaGNet
+from . import callbacks
+from .callbacks import append_row, cosine_lr, save_weights  # noqa: F401 (public here too)
+from .data.sampling import StepBatches, StepSampler  # noqa: F401
 from .val_scoring import BackgroundScorer, batch_si_sdr
 
 log = logging.getLogger(__name__)
@@ -57,68 +59,6 @@ def load_train_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainC
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
     return TrainConfig.from_dict(d)
-
-
-# --------------------------------------------------------------------------- sampling
-class StepSampler(Sampler[int]):
-    """Yields the global mixture indices of the next ``steps`` optimiser steps, in order.
-
-    The first index comes from ``step_fn()`` (the trainer's global step, set once the
-    trainer exists), so a resumed run continues with exactly the mixtures it would have
-    seen; ranks of a DDP run interleave.
-    """
-
-    def __init__(self, steps: int, batch_size: int) -> None:
-        self.steps, self.batch_size = steps, batch_size
-        self.step_fn: Callable[[], int] = lambda: 0
-        self.rank: int | None = None  # read from torch.distributed at each epoch unless set
-        self.world: int | None = None
-
-    def _ranks(self) -> tuple[int, int]:
-        ddp = dist.is_available() and dist.is_initialized()
-        rank = self.rank if self.rank is not None else (dist.get_rank() if ddp else 0)
-        world = self.world if self.world is not None else (dist.get_world_size() if ddp else 1)
-        return rank, world
-
-    def __iter__(self) -> Iterator[int]:
-        rank, world = self._ranks()
-        base = self.step_fn() * self.batch_size * world
-        log.debug("sampler starts at global step %d (mixture %d)", self.step_fn(), base)
-        return iter(range(base + rank, base + world * len(self), world))
-
-    def __len__(self) -> int:
-        return self.steps * self.batch_size
-
-
-def _rank_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-class StepBatches(torch.utils.data.IterableDataset):
-    """Batches of global mixture indices ``(B,)`` int64 for the batch mixer, one per step.
-
-    Like :class:`StepSampler`: the first batch belongs to step ``step_fn()``, ranks
-    interleave, and one pass (a loop epoch) lasts ``steps`` steps, or ends early once
-    ``stop`` is set (time-based validation; every rank sets it at the same step). Having no
-    length, it lets Lightning validate when it ends, however many steps that took.
-    """
-
-    def __init__(self, steps: int, batch_size: int) -> None:
-        self.steps, self.batch_size = steps, batch_size
-        self.step_fn: Callable[[], int] = lambda: 0
-        self.stop = False
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        rank, world = _rank_world()
-        start = self.step_fn()
-        self.stop = False
-        for step in range(start, start + self.steps):
-            if self.stop:
-                return
-            base = step * self.batch_size * world
-            yield torch.arange(base + rank, base + world * self.batch_size, world, dtype=torch.int64)
 
 
 # --------------------------------------------------------------------------- module
@@ -296,7 +236,7 @@ def make_module(cfg: TrainConfig):
                 for name, value in scores.items():
                     if exp is not None and hasattr(exp, "add_scalar"):
                         exp.add_scalar(f"val/{name}", value, step)
-                _append_row(path, {"step": step, **scores})
+                append_row(path, {"step": step, **scores})
 
         def finish_scores(self) -> None:
             if self._scorer is not None:
@@ -317,17 +257,6 @@ def make_module(cfg: TrainConfig):
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss", "interval": "epoch"}}
 
     return GaGNetModule(cfg.to_dict())
-
-
-def _append_row(path: Path, row: dict[str, Any]) -> None:
-    """Append ``row`` to a CSV (header from the first row's keys; later rows follow it)."""
-    new = not path.exists()
-    keys = list(row) if new else next(csv.reader(path.open()))
-    with path.open("a", newline="") as f:
-        w = csv.writer(f)
-        if new:
-            w.writerow(keys)
-        w.writerow([row.get(k, "") if not isinstance(row.get(k), float) else f"{row[k]:.6g}" for k in keys])
 
 
 def _log_media(logger: Any, examples: list[dict[str, Any]], sample_rate: int, step: int) -> None:
@@ -401,283 +330,6 @@ def make_dataloaders(cfg: TrainConfig) -> tuple[DataLoader, DataLoader, Any]:
     return train, val, None
 
 
-# --------------------------------------------------------------------------- trainer
-def _atomic_checkpoint_io():
-    from lightning.pytorch.plugins.io import TorchCheckpointIO
-
-    class AtomicCheckpointIO(TorchCheckpointIO):
-        """Write to a temporary file, then rename: a killed run never leaves half a checkpoint."""
-
-        def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
-            path = Path(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            torch.save(checkpoint, tmp)
-            os.replace(tmp, path)
-
-    return AtomicCheckpointIO()
-
-
-def _step_log_callback(path: Path, every: int):
-    import lightning as L
-
-    class StepLog(L.Callback):
-        """Appends (step, mean train loss, lr, steps skipped so far, seconds since the fit began)
-        every ``every`` steps to a CSV; a resumed run continues the same file. Losses stay on
-        the device between rows (no sync per step)."""
-
-        def __init__(self) -> None:
-            self._losses: list[torch.Tensor] = []
-            self._t0 = time.monotonic()
-
-        def on_train_start(self, trainer, pl_module) -> None:
-            self._t0 = time.monotonic()
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            if trainer.global_rank != 0:
-                return
-            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-            self._losses.append(loss.detach())
-            if trainer.global_step % every and trainer.global_step > 1:
-                return
-            # the one read-back from the device, every `every` steps
-            mean, skipped = torch.stack([torch.stack(self._losses).float().mean(),
-                                         pl_module.skipped.float().reshape(())]).tolist()
-            self._losses = []
-            lr = trainer.optimizers[0].param_groups[0]["lr"]
-            new = not path.exists()
-            with path.open("a", newline="") as f:
-                w = csv.writer(f)
-                if new:
-                    w.writerow(["step", "loss", "lr", "skipped", "seconds"])
-                # seconds: wall time since this fit began (compilation and validation included)
-                w.writerow([trainer.global_step, f"{mean:.8g}", f"{lr:.6g}", int(skipped),
-                            f"{time.monotonic() - self._t0:.3f}"])
-            if trainer.logger is not None:
-                trainer.logger.log_metrics({"train/skipped_steps": skipped}, trainer.global_step)
-
-        def on_validation_end(self, trainer, pl_module) -> None:
-            if trainer.global_rank != 0 or trainer.sanity_checking:
-                return
-            row = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("val/")}
-            _append_row(path.with_name("val_log.csv"), {"step": trainer.global_step, **row})
-
-    return StepLog()
-
-
-def cosine_lr(progress: float, step: int, peak: float, floor: float, warmup_steps: int) -> float:
-    """Linear warm-up over ``warmup_steps``, then cosine decay from ``peak`` to ``floor`` as
-    ``progress`` goes from 0 to 1 (clamped)."""
-    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
-    p = min(max(progress, 0.0), 1.0)
-    return warm * (floor + 0.5 * (peak - floor) * (1.0 + math.cos(math.pi * p)))
-
-
-def _training_minutes(trainer) -> float:
-    """Training time of the run so far (minutes), by Lightning's resumable timer."""
-    from lightning.pytorch.callbacks import Timer
-
-    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-    return (timer.time_elapsed("train") if timer is not None else 0.0) / 60.0
-
-
-def _budget_schedule_callback(cfg: TrainConfig):
-    import lightning as L
-
-    class BudgetedCosine(L.Callback):
-        """Sets the rate before every step from :func:`cosine_lr`, with progress the larger of
-        ``step / max_steps`` and (with ``max_minutes``) the training time spent over the budget,
-        read from Lightning's resumable timer: a run cut short by its time budget still ends
-        at the low rate instead of mid-decay.
-
-        The time is rank 0's, broadcast every ``log_every_steps`` steps and held in between,
-        so every DDP rank sets the same rate at every step (their own clocks drift apart, and
-        so would their weights)."""
-
-        def __init__(self) -> None:
-            self._minutes = 0.0
-            self._read_at = -1
-
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-            step = trainer.global_step
-            progress = step / max(cfg.max_steps, 1)
-            if cfg.max_minutes:
-                if self._read_at < 0 or step - self._read_at >= cfg.log_every_steps:
-                    self._minutes = float(trainer.strategy.broadcast(_training_minutes(trainer), src=0))
-                    self._read_at = step
-                progress = max(progress, self._minutes / cfg.max_minutes)
-            lr = cosine_lr(progress, step, cfg.lr, cfg.min_lr, cfg.warmup_steps)
-            for group in trainer.optimizers[0].param_groups:
-                group["lr"] = lr
-
-    return BudgetedCosine()
-
-
-def _validation_clock_callback(cfg: TrainConfig, batches: StepBatches):
-    import lightning as L
-
-    class ValidationClock(L.Callback):
-        """Ends the loop epoch (so Lightning validates and checkpoints) once
-        ``val_every_minutes`` of training time have passed since it began. Rank 0's clock
-        decides, broadcast every ``log_every_steps`` steps, so all ranks end at the same step."""
-
-        def __init__(self) -> None:
-            self._start = time.monotonic()
-
-        def on_train_epoch_start(self, trainer, pl_module) -> None:
-            self._start = time.monotonic()
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            if trainer.global_step % cfg.log_every_steps:
-                return
-            due = time.monotonic() - self._start >= 60.0 * cfg.val_every_minutes
-            if trainer.strategy.broadcast(due, src=0):
-                batches.stop = True
-
-    return ValidationClock()
-
-
-def _stop_clock_callback(cfg: TrainConfig):
-    import lightning as L
-
-    class StopClock(L.Callback):
-        """Stops this invocation after ``stop_after_minutes`` of training time (rank 0's clock,
-        checked every ``log_every_steps`` steps)."""
-
-        def __init__(self) -> None:
-            self._start = time.monotonic()
-
-        def on_train_start(self, trainer, pl_module) -> None:
-            self._start = time.monotonic()
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            if trainer.global_step % cfg.log_every_steps:
-                return
-            due = time.monotonic() - self._start >= 60.0 * cfg.stop_after_minutes
-            if trainer.strategy.broadcast(due, src=0):
-                trainer.should_stop = True
-
-    return StopClock()
-
-
-def _rank_audit_callback(path: Path):
-    import hashlib
-    import json
-
-    import lightning as L
-
-    class RankAudit(L.Callback):
-        """Appends one line per rank and per ``fit`` to ``ranks/rank<R>.jsonl``: world size,
-        batch size, first and last step, the mixture indices it trained on (the first
-        :data:`AUDIT_INDICES`) and a SHA-256 of its weights at the end: shows that DDP ranks
-        drew disjoint data and ended with the same weights."""
-
-        def __init__(self) -> None:
-            self._indices: list[torch.Tensor] = []
-            self._first = 0
-
-        def on_train_start(self, trainer, pl_module) -> None:
-            self._indices, self._first = [], trainer.global_step
-
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-            if isinstance(batch, dict) and "index" in batch and len(self._indices) * len(batch["index"]) < AUDIT_INDICES:
-                self._indices.append(batch["index"].detach())  # stays on the device until the end
-
-        def on_train_end(self, trainer, pl_module) -> None:
-            digest = hashlib.sha256()
-            for k, v in pl_module.model.net.state_dict().items():
-                digest.update(k.encode())
-                digest.update(v.detach().float().cpu().numpy().tobytes())
-            idx = torch.cat(self._indices).cpu().tolist() if self._indices else []
-            line = {"rank": trainer.global_rank, "world_size": trainer.world_size, "batch_size": pl_module.cfg.batch_size,
-                    "first_step": self._first, "last_step": trainer.global_step, "indices": idx,
-                    "weights_sha256": digest.hexdigest()}
-            out = path / f"rank{trainer.global_rank}.jsonl"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with out.open("a") as f:
-                f.write(json.dumps(line) + "\n")
-
-    return RankAudit()
-
-
-#: Mixture indices each rank records per run in ``ranks/rank<R>.jsonl``.
-AUDIT_INDICES = 100_000
-
-
-def _last_checkpoint_callback(path: Path):
-    import lightning as L
-    from lightning.pytorch.trainer.states import TrainerFn
-
-    class LastCheckpoint(L.Callback):
-        """Writes the one full checkpoint (weights, optimiser, loop, callbacks) after every
-        validation of a fit and when the fit ends, for resuming; the best weights alone go to
-        ``model_best.pt``."""
-
-        def __init__(self) -> None:
-            self._saved_at = -1
-
-        def _save(self, trainer) -> None:
-            if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking \
-                    and trainer.global_step != self._saved_at:
-                trainer.save_checkpoint(path)  # every rank calls it; rank 0 writes
-                self._saved_at = trainer.global_step
-
-        def on_validation_end(self, trainer, pl_module) -> None:
-            self._save(trainer)
-
-        def on_train_end(self, trainer, pl_module) -> None:
-            self._save(trainer)  # a run stopped by a time limit resumes from its last step
-
-    return LastCheckpoint()
-
-
-def _export_callback(path: Path):
-    import lightning as L
-
-    class ExportWeights(L.Callback):
-        """Keeps ``model.pt`` (config + network weights of the latest validation, no optimiser)
-        and ``model_best.pt`` (those of the lowest ``val/loss`` so far) next to the checkpoints:
-        the best weights cost a third of a full checkpoint."""
-
-        def __init__(self) -> None:
-            self.best = math.inf
-            self.validated_at = -1
-
-        def state_dict(self) -> dict[str, float]:
-            return {"best": self.best}
-
-        def load_state_dict(self, state: dict[str, float]) -> None:
-            self.best = float(state.get("best", math.inf))
-
-        def on_validation_end(self, trainer, pl_module) -> None:
-            if trainer.sanity_checking:
-                return
-            self.validated_at = trainer.global_step
-            loss = trainer.callback_metrics.get("val/loss")
-            better = loss is not None and float(loss) < self.best
-            if better:
-                self.best = float(loss)
-            if trainer.global_rank == 0:
-                save_weights(pl_module.model.net, path)
-                if better:
-                    save_weights(pl_module.model.net, path.with_name("model_best.pt"))
-
-        def on_train_end(self, trainer, pl_module) -> None:
-            # a run stopped by max_minutes ends between validations: keep its last steps too
-            if trainer.global_rank == 0:
-                save_weights(pl_module.model.net, path)
-
-    return ExportWeights()
-
-
-def save_weights(net: GaGNet, path: Path) -> None:
-    """Save ``{"config": ..., "state_dict": ...}``: loadable with ``torch.load(weights_only=True)``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"config": net.cfg.to_dict(), "state_dict": net.state_dict()}, tmp)
-    os.replace(tmp, path)
-
-
 _NORM_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
@@ -739,15 +391,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         gradient_clip_val=cfg.grad_clip,
         logger=TensorBoardLogger(str(out), name="tb", version=""),
         callbacks=[
-            _last_checkpoint_callback(last),
+            callbacks.last_checkpoint_callback(last),
             LearningRateMonitor(logging_interval="step"),
-            _step_log_callback(out / "train_log.csv", cfg.log_every_steps),
-            _export_callback(out / "model.pt"),
-            _rank_audit_callback(out / "ranks"),
-        ] + ([_budget_schedule_callback(cfg)] if cfg.lr_schedule == "cosine" else [])
-          + ([_validation_clock_callback(cfg, train_dl.dataset)] if cfg.val_every_minutes else [])
-          + ([_stop_clock_callback(cfg)] if cfg.stop_after_minutes else []),
-        plugins=[_atomic_checkpoint_io()],
+            callbacks.step_log_callback(out / "train_log.csv", cfg.log_every_steps),
+            callbacks.export_callback(out / "model.pt"),
+            callbacks.rank_audit_callback(out / "ranks"),
+        ] + ([callbacks.budget_schedule_callback(cfg)] if cfg.lr_schedule == "cosine" else [])
+          + ([callbacks.validation_clock_callback(cfg, train_dl.dataset)] if cfg.val_every_minutes else [])
+          + ([callbacks.stop_clock_callback(cfg)] if cfg.stop_after_minutes else []),
+        plugins=[callbacks.atomic_checkpoint_io()],
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
         log_every_n_steps=cfg.log_every_steps,

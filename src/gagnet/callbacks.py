@@ -1,0 +1,308 @@
+"""The Lightning callbacks of ``gagnet train``: step and validation logs, the time-budgeted
+cosine schedule, the clocks that end epochs and invocations, the one full checkpoint, the
+exported weights and the DDP rank audit.
+
+Whatever a callback decides by the clock is rank 0's decision, broadcast to every rank, so
+DDP ranks stay in step (same rate, same epoch ends, same stop).
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import TrainConfig
+from .data.sampling import StepBatches
+from .model.gagnet import GaGNet
+
+
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    """Append ``row`` to a CSV (header from the first row's keys; later rows follow it)."""
+    new = not path.exists()
+    keys = list(row) if new else next(csv.reader(path.open()))
+    with path.open("a", newline="") as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(keys)
+        w.writerow([row.get(k, "") if not isinstance(row.get(k), float) else f"{row[k]:.6g}" for k in keys])
+
+
+def atomic_checkpoint_io():
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        """Write to a temporary file, then rename: a killed run never leaves half a checkpoint."""
+
+        def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            torch.save(checkpoint, tmp)
+            os.replace(tmp, path)
+
+    return AtomicCheckpointIO()
+
+
+def step_log_callback(path: Path, every: int):
+    import lightning as L
+
+    class StepLog(L.Callback):
+        """Appends (step, mean train loss, lr, steps skipped so far, seconds since the fit began)
+        every ``every`` steps to a CSV; a resumed run continues the same file. Losses stay on
+        the device between rows (no sync per step)."""
+
+        def __init__(self) -> None:
+            self._losses: list[torch.Tensor] = []
+            self._t0 = time.monotonic()
+
+        def on_train_start(self, trainer, pl_module) -> None:
+            self._t0 = time.monotonic()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if trainer.global_rank != 0:
+                return
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            self._losses.append(loss.detach())
+            if trainer.global_step % every and trainer.global_step > 1:
+                return
+            # the one read-back from the device, every `every` steps
+            mean, skipped = torch.stack([torch.stack(self._losses).float().mean(),
+                                         pl_module.skipped.float().reshape(())]).tolist()
+            self._losses = []
+            lr = trainer.optimizers[0].param_groups[0]["lr"]
+            new = not path.exists()
+            with path.open("a", newline="") as f:
+                w = csv.writer(f)
+                if new:
+                    w.writerow(["step", "loss", "lr", "skipped", "seconds"])
+                # seconds: wall time since this fit began (compilation and validation included)
+                w.writerow([trainer.global_step, f"{mean:.8g}", f"{lr:.6g}", int(skipped),
+                            f"{time.monotonic() - self._t0:.3f}"])
+            if trainer.logger is not None:
+                trainer.logger.log_metrics({"train/skipped_steps": skipped}, trainer.global_step)
+
+        def on_validation_end(self, trainer, pl_module) -> None:
+            if trainer.global_rank != 0 or trainer.sanity_checking:
+                return
+            row = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("val/")}
+            append_row(path.with_name("val_log.csv"), {"step": trainer.global_step, **row})
+
+    return StepLog()
+
+
+def cosine_lr(progress: float, step: int, peak: float, floor: float, warmup_steps: int) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine decay from ``peak`` to ``floor`` as
+    ``progress`` goes from 0 to 1 (clamped)."""
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    p = min(max(progress, 0.0), 1.0)
+    return warm * (floor + 0.5 * (peak - floor) * (1.0 + math.cos(math.pi * p)))
+
+
+def _training_minutes(trainer) -> float:
+    """Training time of the run so far (minutes), by Lightning's resumable timer."""
+    from lightning.pytorch.callbacks import Timer
+
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    return (timer.time_elapsed("train") if timer is not None else 0.0) / 60.0
+
+
+def budget_schedule_callback(cfg: TrainConfig):
+    import lightning as L
+
+    class BudgetedCosine(L.Callback):
+        """Sets the rate before every step from :func:`cosine_lr`, with progress the larger of
+        ``step / max_steps`` and (with ``max_minutes``) the training time spent over the budget,
+        read from Lightning's resumable timer: a run cut short by its time budget still ends
+        at the low rate instead of mid-decay.
+
+        The time is rank 0's, broadcast every ``log_every_steps`` steps and held in between,
+        so every DDP rank sets the same rate at every step (their own clocks drift apart, and
+        so would their weights)."""
+
+        def __init__(self) -> None:
+            self._minutes = 0.0
+            self._read_at = -1
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            step = trainer.global_step
+            progress = step / max(cfg.max_steps, 1)
+            if cfg.max_minutes:
+                if self._read_at < 0 or step - self._read_at >= cfg.log_every_steps:
+                    self._minutes = float(trainer.strategy.broadcast(_training_minutes(trainer), src=0))
+                    self._read_at = step
+                progress = max(progress, self._minutes / cfg.max_minutes)
+            lr = cosine_lr(progress, step, cfg.lr, cfg.min_lr, cfg.warmup_steps)
+            for group in trainer.optimizers[0].param_groups:
+                group["lr"] = lr
+
+    return BudgetedCosine()
+
+
+def validation_clock_callback(cfg: TrainConfig, batches: StepBatches):
+    import lightning as L
+
+    class ValidationClock(L.Callback):
+        """Ends the loop epoch (so Lightning validates and checkpoints) once
+        ``val_every_minutes`` of training time have passed since it began. Rank 0's clock
+        decides, broadcast every ``log_every_steps`` steps, so all ranks end at the same step."""
+
+        def __init__(self) -> None:
+            self._start = time.monotonic()
+
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            self._start = time.monotonic()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if trainer.global_step % cfg.log_every_steps:
+                return
+            due = time.monotonic() - self._start >= 60.0 * cfg.val_every_minutes
+            if trainer.strategy.broadcast(due, src=0):
+                batches.stop = True
+
+    return ValidationClock()
+
+
+def stop_clock_callback(cfg: TrainConfig):
+    import lightning as L
+
+    class StopClock(L.Callback):
+        """Stops this invocation after ``stop_after_minutes`` of training time (rank 0's clock,
+        checked every ``log_every_steps`` steps)."""
+
+        def __init__(self) -> None:
+            self._start = time.monotonic()
+
+        def on_train_start(self, trainer, pl_module) -> None:
+            self._start = time.monotonic()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if trainer.global_step % cfg.log_every_steps:
+                return
+            due = time.monotonic() - self._start >= 60.0 * cfg.stop_after_minutes
+            if trainer.strategy.broadcast(due, src=0):
+                trainer.should_stop = True
+
+    return StopClock()
+
+
+def rank_audit_callback(path: Path):
+    import hashlib
+    import json
+
+    import lightning as L
+
+    class RankAudit(L.Callback):
+        """Appends one line per rank and per ``fit`` to ``ranks/rank<R>.jsonl``: world size,
+        batch size, first and last step, the mixture indices it trained on (the first
+        :data:`AUDIT_INDICES`) and a SHA-256 of its weights at the end: shows that DDP ranks
+        drew disjoint data and ended with the same weights."""
+
+        def __init__(self) -> None:
+            self._indices: list[torch.Tensor] = []
+            self._first = 0
+
+        def on_train_start(self, trainer, pl_module) -> None:
+            self._indices, self._first = [], trainer.global_step
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            if isinstance(batch, dict) and "index" in batch and len(self._indices) * len(batch["index"]) < AUDIT_INDICES:
+                self._indices.append(batch["index"].detach())  # stays on the device until the end
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            digest = hashlib.sha256()
+            for k, v in pl_module.model.net.state_dict().items():
+                digest.update(k.encode())
+                digest.update(v.detach().float().cpu().numpy().tobytes())
+            idx = torch.cat(self._indices).cpu().tolist() if self._indices else []
+            line = {"rank": trainer.global_rank, "world_size": trainer.world_size, "batch_size": pl_module.cfg.batch_size,
+                    "first_step": self._first, "last_step": trainer.global_step, "indices": idx,
+                    "weights_sha256": digest.hexdigest()}
+            out = path / f"rank{trainer.global_rank}.jsonl"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with out.open("a") as f:
+                f.write(json.dumps(line) + "\n")
+
+    return RankAudit()
+
+
+#: Mixture indices each rank records per run in ``ranks/rank<R>.jsonl``.
+AUDIT_INDICES = 100_000
+
+
+def last_checkpoint_callback(path: Path):
+    import lightning as L
+    from lightning.pytorch.trainer.states import TrainerFn
+
+    class LastCheckpoint(L.Callback):
+        """Writes the one full checkpoint (weights, optimiser, loop, callbacks) after every
+        validation of a fit and when the fit ends, for resuming; the best weights alone go to
+        ``model_best.pt``."""
+
+        def __init__(self) -> None:
+            self._saved_at = -1
+
+        def _save(self, trainer) -> None:
+            if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking \
+                    and trainer.global_step != self._saved_at:
+                trainer.save_checkpoint(path)  # every rank calls it; rank 0 writes
+                self._saved_at = trainer.global_step
+
+        def on_validation_end(self, trainer, pl_module) -> None:
+            self._save(trainer)
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            self._save(trainer)  # a run stopped by a time limit resumes from its last step
+
+    return LastCheckpoint()
+
+
+def export_callback(path: Path):
+    import lightning as L
+
+    class ExportWeights(L.Callback):
+        """Keeps ``model.pt`` (config + network weights of the latest validation, no optimiser)
+        and ``model_best.pt`` (those of the lowest ``val/loss`` so far) next to the checkpoints:
+        the best weights cost a third of a full checkpoint."""
+
+        def __init__(self) -> None:
+            self.best = math.inf
+            self.validated_at = -1
+
+        def state_dict(self) -> dict[str, float]:
+            return {"best": self.best}
+
+        def load_state_dict(self, state: dict[str, float]) -> None:
+            self.best = float(state.get("best", math.inf))
+
+        def on_validation_end(self, trainer, pl_module) -> None:
+            if trainer.sanity_checking:
+                return
+            self.validated_at = trainer.global_step
+            loss = trainer.callback_metrics.get("val/loss")
+            better = loss is not None and float(loss) < self.best
+            if better:
+                self.best = float(loss)
+            if trainer.global_rank == 0:
+                save_weights(pl_module.model.net, path)
+                if better:
+                    save_weights(pl_module.model.net, path.with_name("model_best.pt"))
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            # a run stopped by max_minutes ends between validations: keep its last steps too
+            if trainer.global_rank == 0:
+                save_weights(pl_module.model.net, path)
+
+    return ExportWeights()
+
+
+def save_weights(net: GaGNet, path: Path) -> None:
+    """Save ``{"config": ..., "state_dict": ...}``: loadable with ``torch.load(weights_only=True)``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"config": net.cfg.to_dict(), "state_dict": net.state_dict()}, tmp)
+    os.replace(tmp, path)
