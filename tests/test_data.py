@@ -226,6 +226,15 @@ def test_split_holdout_is_stable():
     assert split_holdout(files, 0.0) == (files, [])
 
 
+def test_split_holdout_by_speaker_keeps_voices_apart():
+    files = [Path(f"/data/corpus/spk{i % 20}/utt{i}.wav") for i in range(400)]
+    train, held = split_holdout(files, 0.2, by="speaker")
+    spk = lambda ps: {p.parent.name for p in ps}  # noqa: E731
+    assert held and not spk(train) & spk(held)  # no voice on both sides
+    assert 1 <= len(spk(held)) <= 10 and len(train) + len(held) == 400
+    assert spk(split_holdout(files, 0.001, by="speaker")[1])  # at least one speaker held out
+
+
 def _write_pairs(root: Path, names: list[str], n: int = SR) -> None:
     rng = np.random.default_rng(3)
     root.mkdir(parents=True)

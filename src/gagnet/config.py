@@ -173,6 +173,64 @@ def get_config(name: str | GaGNetConfig, **overrides: Any) -> GaGNetConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentations of the batch mixer (:mod:`gagnet.data.augment`); every ``*_prob`` is the
+    share of mixtures that get it (all 0: off). Ranges are uniform unless said otherwise.
+
+    Speaker: ``speed_prob`` resamples the speech by a factor in ``speed`` (tempo and pitch
+    together); ``pitch_prob`` shifts the pitch by ``pitch_semitones`` keeping the tempo;
+    ``formant_prob`` warps the spectral envelope (vocal-tract length) by a factor in
+    ``formant``, keeping the harmonics. Microphone and channel, applied to the speech (the
+    target too: the network is to remove noise, not to restore the microphone) and
+    independently to the noise: ``eq_prob`` adds 1 to ``eq_bands`` bell-shaped bands of
+    ``eq_db`` dB (centres log-uniform over 100 Hz to 6 kHz) and a tilt in ``tilt_db``
+    dB per octave about 1 kHz; ``bandlimit_prob`` cuts below a high-pass corner in
+    ``highpass_hz`` and above a low-pass corner in ``lowpass_hz``, or, for a
+    ``narrowband_share`` of them, at 4 kHz (8 kHz speech upsampled). On the mixture:
+    ``clip_prob`` clips at a level in ``clip_at`` times its peak (the target stays unclipped);
+    ``gain_jump_prob`` changes the gain of noisy and target alike by up to ``gain_jump_db`` at
+    1 to 3 random instants. Rooms: ``noise_reverb_prob`` reverberates the noise with its own
+    room; ``reverb_target_ms`` keeps that much of the room response after the direct path in
+    the target (0: the dry speech). Segments: ``noise_only_prob`` of them hold noise alone
+    (target silent), ``clean_only_prob`` clean speech alone.
+    """
+
+    speed_prob: float = 0.0
+    speed: tuple[float, float] = (0.9, 1.1)
+    pitch_prob: float = 0.0
+    pitch_semitones: tuple[float, float] = (-3.0, 3.0)
+    formant_prob: float = 0.0
+    formant: tuple[float, float] = (0.88, 1.14)
+    eq_prob: float = 0.0
+    eq_bands: int = 3
+    eq_db: tuple[float, float] = (-8.0, 8.0)
+    tilt_db: tuple[float, float] = (-2.0, 2.0)
+    bandlimit_prob: float = 0.0
+    highpass_hz: tuple[float, float] = (40.0, 250.0)
+    lowpass_hz: tuple[float, float] = (3500.0, 7800.0)
+    narrowband_share: float = 0.3
+    clip_prob: float = 0.0
+    clip_at: tuple[float, float] = (0.5, 0.9)
+    gain_jump_prob: float = 0.0
+    gain_jump_db: float = 6.0
+    noise_reverb_prob: float = 0.0
+    reverb_target_ms: float = 0.0
+    noise_only_prob: float = 0.0
+    clean_only_prob: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if f.name.endswith("_prob") and not 0.0 <= getattr(self, f.name) <= 1.0:
+                raise ValueError(f"augment.{f.name} must be in [0, 1], got {getattr(self, f.name)}")
+        if self.noise_only_prob + self.clean_only_prob > 1.0:
+            raise ValueError("augment.noise_only_prob + clean_only_prob must not exceed 1")
+
+    @property
+    def enabled(self) -> bool:
+        return any(getattr(self, f.name) > 0 for f in dataclasses.fields(self) if f.name.endswith("_prob"))
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """On-the-fly mixing and data loading for training.
 
@@ -193,6 +251,9 @@ class DataConfig:
     in loader workers from files decoded through a cache
     (:class:`~gagnet.data.mixing.MixingDataset`), for corpora too large for memory. With
     ``rir: simulate`` the batch mixer draws from ``rir_count`` rooms simulated once.
+    ``holdout_by: speaker`` holds out whole speakers (a file's parent folder) instead of
+    files, so that validation measures unseen voices; noise files are held out by file.
+    ``augment`` (:class:`AugmentConfig`) sets the batch mixer's augmentations.
     """
 
     speech: tuple[str, ...] = ()
@@ -213,10 +274,16 @@ class DataConfig:
     cache_mb: float = 256.0
     mixer: str = "batch"
     rir_count: int = 64
+    holdout_by: str = "file"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
         if self.mixer not in ("batch", "files"):
             raise ValueError(f"data.mixer must be 'batch' or 'files', got {self.mixer!r}")
+        if self.holdout_by not in ("file", "speaker"):
+            raise ValueError(f"data.holdout_by must be 'file' or 'speaker', got {self.holdout_by!r}")
+        if self.augment.enabled and self.mixer != "batch":
+            raise ValueError("data.augment needs data.mixer: batch")
 
     def replace(self, **changes: Any) -> "DataConfig":
         return dataclasses.replace(self, **changes)
@@ -304,9 +371,12 @@ class TrainConfig:
         d = dict(d)
         data = d.pop("data", {}) or {}
         top = _fields_from(cls, d, tuples=False)  # e.g. devices: [0, 1] stays a list for Lightning
-        return cls(data=DataConfig(**_fields_from(DataConfig, data)), **top)
+        data = _fields_from(DataConfig, data)
+        data["augment"] = AugmentConfig(**_fields_from(AugmentConfig, dict(data.get("augment") or {})))
+        return cls(data=DataConfig(**data), **top)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["data"] = _plain(d["data"])
+        d["data"]["augment"] = _plain(d["data"]["augment"])
         return d

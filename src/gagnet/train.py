@@ -310,7 +310,7 @@ def make_dataloaders(cfg: TrainConfig) -> tuple[DataLoader, DataLoader, Any]:
     sr = cfg.model_config().sample_rate
     speech = list_audio(cfg.data.speech)
     noise = list_audio(cfg.data.noise)
-    speech_train, speech_val = split_holdout(speech, cfg.data.holdout_fraction)
+    speech_train, speech_val = split_holdout(speech, cfg.data.holdout_fraction, by=cfg.data.holdout_by)
     noise_train, noise_val = split_holdout(noise, cfg.data.holdout_fraction)
     if not speech_val or not noise_val:  # tiny sets: validate on the training files rather than on nothing
         speech_val, noise_val = speech_val or speech_train, noise_val or noise_train

@@ -22,6 +22,14 @@ What one mixture is, as in :class:`~gagnet.data.mixing.MixingDataset`:
 * **Level and peak**: the speech as heard in the mixture is set to a random RMS level, then
   the gain is lowered where needed so that neither wave peaks above
   :data:`~gagnet.data.mixing.PEAK_LIMIT`.
+
+Augmentations (``cfg.augment``, :class:`~gagnet.config.AugmentConfig`; functions in
+:mod:`gagnet.data.augment`), in signal order: speed, pitch and formant perturbation of the
+speech; a random microphone and channel (EQ, tilt, band limits) on the speech, the target
+included; its room (target: dry or early reverberation); the noise with its own channel and
+room; noise-only and clean-only segments; after the level, gain jumps on noisy and target
+alike and clipping of the mixture alone. Each sub-draw has its own stream (``Stream``, and
+multiples of 100 above it).
 """
 from __future__ import annotations
 
@@ -31,6 +39,7 @@ from enum import IntEnum
 import torch
 
 from ..config import DataConfig
+from .augment import apply_response, channel_response, formant_warp_rows, gain_jumps, pitch_shift_rows, resample_rows
 from .corpus import SCALE, Corpus
 from .mixing import NOISE_GAIN_DB, PEAK_LIMIT, SILENCE_POWER, _check_range
 
@@ -50,6 +59,16 @@ class Stream(IntEnum):
     NOISE_GAIN = 8
     SNR = 9
     LEVEL = 10
+    SEGMENT_KIND = 11
+    NOISE_REVERB = 12
+    NOISE_RIR = 13
+    AUG_SPEED = 14
+    AUG_PITCH = 15
+    AUG_FORMANT = 16
+    AUG_JUMP = 17
+    AUG_CLIP = 18
+    SPEECH_CHANNEL = 20  # 20..29
+    NOISE_CHANNEL = 40  # 40..49
 
 
 def _mix32(x: torch.Tensor) -> torch.Tensor:
@@ -139,7 +158,7 @@ class BatchMixer:
         if cfg.segment_seconds <= 0:
             raise ValueError(f"DataConfig.segment_seconds must be positive, got {cfg.segment_seconds}")
         self.speech, self.noise, self.cfg = speech, noise, cfg
-        self.rirs = rirs if cfg.reverb_prob > 0 else None
+        self.rirs = rirs if cfg.reverb_prob > 0 or cfg.augment.noise_reverb_prob > 0 else None
         self.seed = cfg.seed if seed is None else int(seed)
         self.sample_rate = speech.sample_rate
         self.length = int(round(cfg.segment_seconds * self.sample_rate))
@@ -170,32 +189,98 @@ class BatchMixer:
             self._rir_bank = torch.stack([torch.nn.functional.pad(r, (0, k - len(r))) for r in rows]).float()
         return self._rir_bank
 
-    def _reverberate(self, index: torch.Tensor, speech: torch.Tensor) -> torch.Tensor:
-        """``speech`` ``(B, ctx + N)`` made reverberant where drawn: ``(B, N)``."""
-        n, ctx = self.length, speech.shape[1] - self.length
-        dry = speech[:, ctx:]
-        hit = uniform(self.seed, index, Stream.REVERB, 1)[:, 0] < self.cfg.reverb_prob
-        rows = torch.nonzero(hit).flatten()
-        if rows.numel() == 0:
-            return dry
-        bank = self._bank()
-        which = _randint(uniform(self.seed, index[rows], Stream.RIR_FILE, 1)[:, 0], bank.shape[0])
-        wet = _fft_convolve(speech[rows], bank[which])[:, ctx : ctx + n]
-        return dry.index_put((rows,), wet.to(dry.dtype))
+    def _rows(self, index: torch.Tensor, stream: int, prob: float) -> torch.Tensor:
+        """Rows of the batch that get an augmentation of probability ``prob``."""
+        if prob <= 0:
+            return torch.zeros(0, dtype=torch.int64, device=index.device)
+        return torch.nonzero(uniform(self.seed, index, stream, 1)[:, 0] < prob).flatten()
 
-    def _noise(self, index: torch.Tensor) -> torch.Tensor:
-        """Sum of ``noises_per_mix`` unit-RMS noise crops with random gains: ``(B, N)``."""
+    def _convolve_rows(self, index: torch.Tensor, x: torch.Tensor, rows: torch.Tensor, stream: int,
+                       early_ms: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Rows ``rows`` of ``x`` ``(B, ctx + N)`` convolved with a random room each: the last
+        ``N`` samples ``(len(rows), N)`` and, with ``early_ms``, the same through only the
+        first ``early_ms`` of the room after its direct path (faded out over 2 ms)."""
+        n, ctx = self.length, x.shape[1] - self.length
+        bank = self._bank()
+        which = _randint(uniform(self.seed, index[rows], stream, 1)[:, 0], bank.shape[0])
+        wet = _fft_convolve(x[rows], bank[which])[:, ctx : ctx + n]
+        if early_ms <= 0:
+            return wet, None
+        keep = int(early_ms * 1e-3 * self.sample_rate)
+        fade = max(int(2e-3 * self.sample_rate), 1)
+        t = torch.arange(bank.shape[1], device=bank.device, dtype=torch.float32)
+        window = ((keep + fade - t) / fade).clamp(0, 1)
+        early = _fft_convolve(x[rows], bank[which] * window)[:, ctx : ctx + n]
+        return wet, early
+
+    def _reverberate(self, index: torch.Tensor, speech: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``speech`` ``(B, ctx + N)`` made reverberant where drawn: (speech as heard ``(B, N)``,
+        target ``(B, N)``: the dry speech, or its early reverberation with ``reverb_target_ms``)."""
+        dry = speech[:, speech.shape[1] - self.length :]
+        rows = self._rows(index, Stream.REVERB, self.cfg.reverb_prob)
+        if rows.numel() == 0:
+            return dry, dry
+        wet, early = self._convolve_rows(index, speech, rows, Stream.RIR_FILE, self.cfg.augment.reverb_target_ms)
+        target = dry if early is None else dry.index_put((rows,), early.to(dry.dtype))
+        return dry.index_put((rows,), wet.to(dry.dtype)), target
+
+    def _channel(self, index: torch.Tensor, x: torch.Tensor, base: int) -> torch.Tensor:
+        """A random microphone and channel on rows of ``x``: EQ bands and tilt, band limits."""
+        aug = self.cfg.augment
+        u = lambda k, count=1: uniform(self.seed, index, base + k, count)  # noqa: E731
+        eq = u(0)[:, 0] < aug.eq_prob
+        band = u(6)[:, 0] < aug.bandlimit_prob
+        rows = torch.nonzero(eq | band).flatten()
+        if rows.numel() == 0:
+            return x
+        m = aug.eq_bands
+        count = 1 + _randint(u(1)[:, 0], m)
+        used = (torch.arange(m, device=x.device)[None, :] < count[:, None]) & eq[:, None]
+        centres = 100.0 * (60.0 ** u(2, m))  # log-uniform over 100 Hz .. 6 kHz
+        gains = torch.where(used, aug.eq_db[0] + (aug.eq_db[1] - aug.eq_db[0]) * u(3, m), 0.0)
+        widths = 0.3 + 1.2 * u(4, m)
+        tilt = torch.where(eq, aug.tilt_db[0] + (aug.tilt_db[1] - aug.tilt_db[0]) * u(5)[:, 0], 0.0)
+        narrow = u(7)[:, 0] < aug.narrowband_share
+        hp = torch.where(band, aug.highpass_hz[0] + (aug.highpass_hz[1] - aug.highpass_hz[0]) * u(8)[:, 0], 0.0)
+        lp = aug.lowpass_hz[0] + (aug.lowpass_hz[1] - aug.lowpass_hz[0]) * u(9)[:, 0]
+        lp = torch.where(band, torch.where(narrow, 3800.0, lp), 1e9)  # 3.8 kHz: its edge ends at 4.18 kHz
+        args = [v[rows].float() for v in (centres, gains, widths, tilt, hp, lp)]
+        filtered = apply_response(x[rows], lambda f: channel_response(f, *args), self.sample_rate)
+        return x.index_put((rows,), filtered)
+
+    def _speaker(self, index: torch.Tensor, source: torch.Tensor, length: int) -> torch.Tensor:
+        """Speed, pitch and formant perturbation of ``source`` ``(B, >= length)``: ``(B, length)``."""
+        aug = self.cfg.augment
+        out = source[:, :length]
+        rows = self._rows(index, Stream.AUG_SPEED, aug.speed_prob)
+        if rows.numel():
+            rate = aug.speed[0] + (aug.speed[1] - aug.speed[0]) * uniform(self.seed, index[rows], Stream.AUG_SPEED + 100, 1)[:, 0]
+            out = out.index_put((rows,), resample_rows(source[rows], rate.float(), length))
+        rows = self._rows(index, Stream.AUG_PITCH, aug.pitch_prob)
+        if rows.numel():
+            lo, hi = aug.pitch_semitones
+            semis = lo + (hi - lo) * uniform(self.seed, index[rows], Stream.AUG_PITCH + 100, 1)[:, 0]
+            out = out.index_put((rows,), pitch_shift_rows(out[rows], (2.0 ** (semis / 12.0)).float(), length))
+        rows = self._rows(index, Stream.AUG_FORMANT, aug.formant_prob)
+        if rows.numel():
+            factor = aug.formant[0] + (aug.formant[1] - aug.formant[0]) * uniform(self.seed, index[rows],
+                                                                                Stream.AUG_FORMANT + 100, 1)[:, 0]
+            out = out.index_put((rows,), formant_warp_rows(out[rows], factor.float()))
+        return out
+
+    def _noise(self, index: torch.Tensor, length: int) -> torch.Tensor:
+        """Sum of ``noises_per_mix`` unit-RMS noise crops with random gains: ``(B, length)``."""
         lo, hi = (int(v) for v in self.cfg.noises_per_mix)
         b = len(index)
         if hi == 0:
-            return torch.zeros(b, self.length, device=index.device)
+            return torch.zeros(b, length, device=index.device)
         count = lo + _randint(uniform(self.seed, index, Stream.NOISE_COUNT, 1)[:, 0], hi - lo + 1)
         files = _randint(uniform(self.seed, index, Stream.NOISE_FILE, hi), len(self.noise))
         offsets = _randint(uniform(self.seed, index, Stream.NOISE_OFFSET, hi), self.noise.lengths[files])
         gain_db = NOISE_GAIN_DB[0] + (NOISE_GAIN_DB[1] - NOISE_GAIN_DB[0]) * uniform(self.seed, index,
                                                                                     Stream.NOISE_GAIN, hi)
-        crops = loop_crops(self.noise, files, offsets, self.length)  # (B, M, N)
-        p = _power(crops)
+        crops = loop_crops(self.noise, files, offsets, length)  # (B, M, L)
+        p = _power(crops[..., length - self.length:])
         used = torch.arange(hi, device=index.device)[None, :] < count[:, None]
         scale = torch.where(used & (p >= SILENCE_POWER), 10.0 ** (gain_db / 20.0) / p.clamp_min(SILENCE_POWER).sqrt(),
                             0.0)
@@ -206,11 +291,29 @@ class BatchMixer:
         index = index.to(self.device, torch.int64).flatten()
         if index.numel() and int(index.min()) < 0:
             raise IndexError("mixture indices must be non-negative")
+        aug, n, b = self.cfg.augment, self.length, len(index)
         ctx = self._bank().shape[1] if self.rirs is not None else 0
-        source = fill_speech(self.speech, self.seed, index, ctx + self.length)
-        clean = source[:, ctx:]
-        speech = self._reverberate(index, source) if ctx else clean
-        noise = self._noise(index)
+        span = ctx + n
+        fill = span
+        if aug.speed_prob > 0:  # room for reading faster, and for the interpolator's taps
+            fill = int(math.ceil(span * max(1.0, aug.speed[1]))) + 32
+        source = self._speaker(index, fill_speech(self.speech, self.seed, index, fill), span)
+        source = self._channel(index, source, Stream.SPEECH_CHANNEL)
+        speech, clean = self._reverberate(index, source) if ctx else (source, source)
+        noise_reverb = self.rirs is not None and aug.noise_reverb_prob > 0
+        noise = self._channel(index, self._noise(index, span if noise_reverb else n), Stream.NOISE_CHANNEL)
+        if noise_reverb:
+            rows = self._rows(index, Stream.NOISE_REVERB, aug.noise_reverb_prob)
+            tail = noise[:, ctx:]
+            if rows.numel():
+                tail = tail.index_put((rows,), self._convolve_rows(index, noise, rows, Stream.NOISE_RIR)[0])
+            noise = tail
+        kind = uniform(self.seed, index, Stream.SEGMENT_KIND, 1)[:, 0]
+        noise_only = kind < aug.noise_only_prob
+        clean_only = ~noise_only & (kind < aug.noise_only_prob + aug.clean_only_prob)
+        speech = torch.where(noise_only[:, None], 0.0, speech)
+        clean = torch.where(noise_only[:, None], 0.0, clean)
+        noise = torch.where(clean_only[:, None], 0.0, noise)
         snr = self.cfg.snr_db[0] + (self.cfg.snr_db[1] - self.cfg.snr_db[0]) * uniform(self.seed, index, Stream.SNR, 1)[:, 0]
         ps, pn = _power(speech), _power(noise)
         noise_gain = torch.where(pn < SILENCE_POWER, 0.0,
@@ -221,11 +324,27 @@ class BatchMixer:
                                                                                                 Stream.LEVEL, 1)[:, 0]
         ref = torch.where(ps < SILENCE_POWER, _power(noisy), ps)
         gain = torch.where(ref >= SILENCE_POWER, 10.0 ** (level / 20.0) / ref.clamp_min(SILENCE_POWER).sqrt(), 1.0)
-        peak = gain * torch.maximum(noisy.abs().amax(-1), clean.abs().amax(-1)).double()
-        gain = torch.where(peak > PEAK_LIMIT, gain * PEAK_LIMIT / peak.clamp_min(1e-30), gain).float()[:, None]
-        snr = torch.where(noise_gain > 0, snr, math.inf).float()
-        return {"noisy": noisy * gain, "clean": clean * gain,
-                "lengths": torch.full((len(index),), self.length, dtype=torch.int64, device=self.device), "snr": snr}
+        noisy, clean = noisy * gain.float()[:, None], clean * gain.float()[:, None]
+        rows = self._rows(index, Stream.AUG_JUMP, aug.gain_jump_prob)
+        if rows.numel():
+            sub = index[rows]
+            curve = gain_jumps(uniform(self.seed, sub, Stream.AUG_JUMP + 100, 3).float(),
+                               uniform(self.seed, sub, Stream.AUG_JUMP + 200, 3).float(),
+                               1 + _randint(uniform(self.seed, sub, Stream.AUG_JUMP + 300, 1)[:, 0], 3), n,
+                               aug.gain_jump_db, self.sample_rate)
+            noisy = noisy.index_put((rows,), noisy[rows] * curve)
+            clean = clean.index_put((rows,), clean[rows] * curve)
+        rows = self._rows(index, Stream.AUG_CLIP, aug.clip_prob)
+        if rows.numel():  # the target stays unclipped: clipping is one more distortion to remove
+            at = aug.clip_at[0] + (aug.clip_at[1] - aug.clip_at[0]) * uniform(self.seed, index[rows], Stream.AUG_CLIP + 100, 1)
+            limit = (noisy[rows].abs().amax(-1, keepdim=True) * at.float()).clamp_min(1e-12)
+            noisy = noisy.index_put((rows,), torch.maximum(torch.minimum(noisy[rows], limit), -limit))
+        peak = torch.maximum(noisy.abs().amax(-1), clean.abs().amax(-1)).double()
+        limit = torch.where(peak > PEAK_LIMIT, PEAK_LIMIT / peak.clamp_min(1e-30), 1.0).float()[:, None]
+        snr = torch.where(noise_gain > 0, snr, math.inf)
+        snr = torch.where(noise_only, -math.inf, snr).float()
+        return {"noisy": noisy * limit, "clean": clean * limit,
+                "lengths": torch.full((b,), n, dtype=torch.int64, device=self.device), "snr": snr}
 
 
 def zero_fraction(clean: torch.Tensor) -> float:
@@ -258,5 +377,6 @@ def build_mixer(speech_files, noise_files, cfg: DataConfig, sample_rate: int = 1
     """Decode the training files once and return their :class:`BatchMixer` (on the CPU)."""
     speech = Corpus.from_files(speech_files, sample_rate, workers=workers, kind="speech")
     noise = Corpus.from_files(noise_files, sample_rate, workers=workers, kind="noise")
-    rirs = rir_corpus(cfg.rir, cfg.rir_count, sample_rate, cfg.seed, workers) if cfg.reverb_prob > 0 else None
+    rooms = cfg.reverb_prob > 0 or cfg.augment.noise_reverb_prob > 0
+    rirs = rir_corpus(cfg.rir, cfg.rir_count, sample_rate, cfg.seed, workers) if rooms else None
     return BatchMixer(speech, noise, cfg, rirs)

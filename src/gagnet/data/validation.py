@@ -26,25 +26,36 @@ def _unit_hash(key: str) -> float:
     return int.from_bytes(hashlib.sha1(key.encode("utf-8")).digest()[:8], "big") / 2.0**64
 
 
+def _speaker_key(path: Path) -> str:
+    """A file's speaker: its parent folder, named with the folder above it (``vcc2016/SF1``)."""
+    return "/".join(path.parent.parts[-2:])
+
+
 def split_holdout(
-    files: Sequence[str | Path], fraction: float, root: str | Path | None = None
+    files: Sequence[str | Path], fraction: float, root: str | Path | None = None, by: str = "file",
 ) -> tuple[list[Path], list[Path]]:
     """Split ``files`` into ``(train, held)``, ``held`` being about ``fraction`` of them.
 
     A file is held out when the SHA-1 of its key falls below ``fraction``; the key is its
     path relative to ``root``, or without ``root`` its parent folder and name (e.g.
     ``p225/p225_001.wav``), so the split survives moving the data and adding files. With
-    ``0 < fraction`` and at least two files, at least one file is held out (the lowest hash).
+    ``by="speaker"`` the key is the parent folder (:func:`_speaker_key`), so whole speakers
+    are held out: validation then hears voices that training never saw. With
+    ``0 < fraction`` and at least two keys, at least one is held out (the lowest hash).
     Order within each part follows ``files``.
     """
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"holdout fraction must be in [0, 1], got {fraction}")
+    if by not in ("file", "speaker"):
+        raise ValueError(f"holdout by must be 'file' or 'speaker', got {by!r}")
     paths = [Path(f) for f in files]
     base = None if root is None else Path(root)
-    scores = [_unit_hash(_hash_key(p, base)) for p in paths]
+    keys = [_speaker_key(p) if by == "speaker" else _hash_key(p, base) for p in paths]
+    scores = [_unit_hash(k) for k in keys]
     held_mask = [s < fraction for s in scores]
-    if fraction > 0 and len(paths) > 1 and not any(held_mask):
-        held_mask[min(range(len(paths)), key=scores.__getitem__)] = True
+    if fraction > 0 and len(set(keys)) > 1 and not any(held_mask):
+        lowest = min(scores)
+        held_mask = [s == lowest for s in scores]
     train = [p for p, h in zip(paths, held_mask) if not h]
     held = [p for p, h in zip(paths, held_mask) if h]
     return train, held
