@@ -216,6 +216,14 @@ def test_validation_set_is_reproducible(corpus, tmp_path):
     assert info.subtype == "PCM_16" and info.frames == int(cfg.val_seconds * SR)
 
 
+def test_validation_snr_range_is_its_own(corpus):
+    """Runs that train on other SNRs validate on the same mixtures when val_snr_db is fixed."""
+    a = ValidationSet(*corpus, _cfg(snr_db=(-5.0, 40.0), val_snr_db=(0.0, 5.0)))
+    b = ValidationSet(*corpus, _cfg(snr_db=(10.0, 20.0), val_snr_db=(0.0, 5.0)))
+    assert all(0.0 <= x["snr"] <= 5.0 for x in a.items)
+    assert all(torch.equal(x["noisy"], y["noisy"]) for x, y in zip(a.items, b.items))
+
+
 def test_split_holdout_is_stable():
     files = [Path(f"/data/spk{i % 7}/utt{i}.wav") for i in range(400)]
     train, held = split_holdout(files, 0.1)

@@ -251,6 +251,8 @@ class DataConfig:
     in loader workers from files decoded through a cache
     (:class:`~gagnet.data.mixing.MixingDataset`), for corpora too large for memory. With
     ``rir: simulate`` the batch mixer draws from ``rir_count`` rooms simulated once.
+    ``val_snr_db`` sets the validation set's SNR range apart from training's (default: the
+    same), so that runs with different training mixtures validate on identical mixtures.
     ``holdout_by: speaker`` holds out whole speakers (a file's parent folder) instead of
     files, so that validation measures unseen voices; noise files are held out by file.
     ``augment`` (:class:`AugmentConfig`) sets the batch mixer's augmentations.
@@ -268,6 +270,7 @@ class DataConfig:
     val_count: int = 48
     val_seconds: float = 4.0
     val_seed: int = 1234
+    val_snr_db: tuple[float, float] | None = None
     epoch_size: int = 2000
     seed: int = 0
     num_workers: int = 1

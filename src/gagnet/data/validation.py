@@ -76,7 +76,8 @@ class ValidationSet(Dataset):
         cfg: DataConfig,
         sample_rate: int = 16000,
     ) -> None:
-        val_cfg = cfg.replace(segment_seconds=cfg.val_seconds, epoch_size=cfg.val_count)
+        val_cfg = cfg.replace(segment_seconds=cfg.val_seconds, epoch_size=cfg.val_count,
+                              snr_db=cfg.val_snr_db if cfg.val_snr_db is not None else cfg.snr_db)
         mixer = MixingDataset(speech_files, noise_files, val_cfg, sample_rate, seed=cfg.val_seed)
         self.sample_rate = sample_rate
         self.items = [mixer[i] for i in range(cfg.val_count)]
