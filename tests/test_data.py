@@ -218,8 +218,10 @@ def test_validation_set_is_reproducible(corpus, tmp_path):
 
 def test_validation_snr_range_is_its_own(corpus):
     """Runs that train on other SNRs validate on the same mixtures when val_snr_db is fixed."""
-    a = ValidationSet(*corpus, _cfg(snr_db=(-5.0, 40.0), val_snr_db=(0.0, 5.0)))
-    b = ValidationSet(*corpus, _cfg(snr_db=(10.0, 20.0), val_snr_db=(0.0, 5.0)))
+    a = ValidationSet(*corpus, _cfg(snr_db=(-5.0, 40.0), val_snr_db=(0.0, 5.0), level_db=(-40.0, -10.0),
+                                    val_level_db=(-30.0, -20.0), reverb_prob=0.0, val_reverb_prob=0.5, rir="simulate"))
+    b = ValidationSet(*corpus, _cfg(snr_db=(10.0, 20.0), val_snr_db=(0.0, 5.0), level_db=(-30.0, -20.0),
+                                    reverb_prob=0.5, rir="simulate"))
     assert all(0.0 <= x["snr"] <= 5.0 for x in a.items)
     assert all(torch.equal(x["noisy"], y["noisy"]) for x, y in zip(a.items, b.items))
 

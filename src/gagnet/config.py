@@ -251,8 +251,9 @@ class DataConfig:
     in loader workers from files decoded through a cache
     (:class:`~gagnet.data.mixing.MixingDataset`), for corpora too large for memory. With
     ``rir: simulate`` the batch mixer draws from ``rir_count`` rooms simulated once.
-    ``val_snr_db`` sets the validation set's SNR range apart from training's (default: the
-    same), so that runs with different training mixtures validate on identical mixtures.
+    ``val_snr_db``, ``val_level_db`` and ``val_reverb_prob`` set the validation set's SNR
+    range, level range and reverberation apart from training's (default: the same), so that
+    runs with different training mixtures validate on identical mixtures.
     ``holdout_by: speaker`` holds out whole speakers (a file's parent folder) instead of
     files, so that validation measures unseen voices; noise files are held out by file.
     ``augment`` (:class:`AugmentConfig`) sets the batch mixer's augmentations.
@@ -271,6 +272,8 @@ class DataConfig:
     val_seconds: float = 4.0
     val_seed: int = 1234
     val_snr_db: tuple[float, float] | None = None
+    val_level_db: tuple[float, float] | None = None
+    val_reverb_prob: float | None = None
     epoch_size: int = 2000
     seed: int = 0
     num_workers: int = 1

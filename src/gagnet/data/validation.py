@@ -76,8 +76,10 @@ class ValidationSet(Dataset):
         cfg: DataConfig,
         sample_rate: int = 16000,
     ) -> None:
+        pick = lambda own, train: train if own is None else own  # noqa: E731
         val_cfg = cfg.replace(segment_seconds=cfg.val_seconds, epoch_size=cfg.val_count,
-                              snr_db=cfg.val_snr_db if cfg.val_snr_db is not None else cfg.snr_db)
+                              snr_db=pick(cfg.val_snr_db, cfg.snr_db), level_db=pick(cfg.val_level_db, cfg.level_db),
+                              reverb_prob=pick(cfg.val_reverb_prob, cfg.reverb_prob))
         mixer = MixingDataset(speech_files, noise_files, val_cfg, sample_rate, seed=cfg.val_seed)
         self.sample_rate = sample_rate
         self.items = [mixer[i] for i in range(cfg.val_count)]
