@@ -695,7 +695,7 @@ def test_onnx_backend_matches_torch_and_caches(tmp_path, monkeypatch, kw):
 
 
 def test_onnx_backend_refusals(tiny_net):
-    with pytest.raises(ValueError, match="backend must be one of torch, onnx"):
+    with pytest.raises(ValueError, match="backend must be one of auto, torch, onnx"):
         Enhancer(WaveGaGNet(tiny_net), backend="tensorrt")
     with pytest.raises(ValueError, match="the onnx back end runs on the CPU"):
         Enhancer(WaveGaGNet(tiny_net), device="cuda", backend="onnx")

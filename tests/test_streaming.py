@@ -106,3 +106,52 @@ def test_overlap_blocks_for_non_causal_models():
     assert isinstance(p, OverlapBlockProcessor)
     y = np.concatenate([p.process(x[i : i + 3001]) for i in range(0, len(x), 3001)] + [p.flush()])
     assert len(y) == len(x) and np.isfinite(y).all()
+
+
+# --------------------------------------------------------------------------- the user's entry points
+def _speechlike_wave(seconds: float = 1.0) -> "np.ndarray":
+    rng = np.random.default_rng(3)
+    t = np.arange(int(16000 * seconds)) / 16000
+    voiced = sum(np.sin(2 * np.pi * 160 * k * t) / k for k in range(1, 8)) * (np.sin(2 * np.pi * 3 * t) > 0)
+    return (0.05 * voiced + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def _streamed(stream, x: "np.ndarray", chunk: int) -> "np.ndarray":
+    stream.reset()
+    out = [stream.process(x[i : i + chunk]) for i in range(0, len(x), chunk)] + [stream.flush()]
+    return np.concatenate(out)[stream.latency_samples :]
+
+
+@pytest.mark.parametrize("entry", ["from_pretrained", "enhancer"])
+def test_default_streaming_is_fast_carries_the_limit_and_equals_offline(entry):
+    pytest.importorskip("onnxruntime")
+    import gagnet
+
+    enhancer = gagnet.Enhancer.from_pretrained(backend="torch")  # the reference: PyTorch, the model's limit
+    stream = gagnet.StreamingEnhancer.from_pretrained() if entry == "from_pretrained" else gagnet.StreamingEnhancer(enhancer)
+    assert stream.backend == "onnx" and stream.limit_db == enhancer.atten_lim_db == 12.0
+    x = _speechlike_wave()
+    ref = enhancer.enhance(x, 16000)
+    for chunk in (1, 160, 333, 16000):
+        y = _streamed(stream, x, chunk)
+        assert y.shape == x.shape and np.abs(y - ref).max() < 1e-4, chunk
+    # the limit is really applied: without it the output differs, and mixes back to the same
+    bare = gagnet.StreamingEnhancer.from_pretrained(atten_lim_db=None)
+    assert bare.limit_db is None
+    y0 = _streamed(bare, x, 160)
+    g = 10 ** (-12 / 20)
+    assert np.abs(y0 - ref).max() > 1e-3 and np.abs((1 - g) * y0 + g * x - ref).max() < 1e-4
+
+
+def test_streaming_falls_back_to_torch_and_says_so(monkeypatch, caplog):
+    import gagnet
+    import gagnet.enhance
+
+    monkeypatch.setattr(gagnet.enhance, "onnx_available", lambda: False)
+    enhancer = gagnet.Enhancer.from_pretrained()
+    assert enhancer.backend == "torch"
+    with caplog.at_level("INFO", logger="gagnet.streaming"):
+        stream = gagnet.StreamingEnhancer(enhancer)
+    assert stream.backend == "torch" and "streaming in PyTorch" in caplog.text
+    x = _speechlike_wave(0.5)
+    assert np.abs(_streamed(stream, x, 333) - enhancer.enhance(x, 16000)).max() < 1e-4

@@ -57,7 +57,26 @@ class EnhanceError(ValueError):
 
 
 #: Back ends of :class:`Enhancer`: PyTorch, or ONNX Runtime on a graph exported once and cached.
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx")
+
+
+def onnx_available() -> bool:
+    """Whether ONNX export and ONNX Runtime are installed (the ``[export]`` extra)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """``auto``: ONNX Runtime on the CPU when installed (about twice as fast), else PyTorch,
+    said once in the log."""
+    if backend != "auto":
+        return backend
+    if device.type == "cpu" and onnx_available():
+        return "onnx"
+    logger.info("running the network in PyTorch%s", "" if device.type != "cpu" else
+                " (ONNX Runtime, the faster CPU back end, is not installed: pip install 'gagnet[export]')")
+    return "torch"
 
 
 # --------------------------------------------------------------------------- block processor
@@ -80,11 +99,12 @@ def _cache_dir() -> Path:
     return Path(base) / "onnx"
 
 
-def onnx_session(model: WaveGaGNet, threads: int | None = None) -> Any:
+def onnx_session(model: WaveGaGNet, threads: int | None = None, fast_step: bool = False) -> Any:
     """An ONNX Runtime session running ``model``'s network, exported on first use and cached.
 
     Causal models get the streaming graph with a dynamic frame count (state carried between
-    blocks), others the offline graph. The cache (``$GAGNET_CACHE``, else
+    blocks), others the offline graph; ``fast_step`` asks for the one-hop graph of
+    :mod:`gagnet.fast_step` (causal models it supports), the quickest for streaming. The cache (``$GAGNET_CACHE``, else
     ``~/.cache/gagnet``) is keyed by a hash of the config, the weights and the versions of
     gagnet and torch; a file is written under a temporary name and renamed when complete.
     """
@@ -99,21 +119,23 @@ def onnx_session(model: WaveGaGNet, threads: int | None = None) -> Any:
     for k, v in net.state_dict().items():
         h.update(k.encode())
         h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
-    kind = "streaming" if net.cfg.causal else "offline"
+    kind = "fast-step" if fast_step else "streaming" if net.cfg.causal else "offline"
     path = _cache_dir() / f"{kind}-{h.hexdigest()[:20]}.onnx"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
         logger.info("exporting the network to ONNX (once per model): %s", path)
         try:
-            if net.cfg.causal:
+            if fast_step:
+                export_streaming(model, tmp, frames_per_step=1, fast=True)
+            elif net.cfg.causal:
                 export_streaming(model, tmp, frames_per_step=None)
             else:
                 export_offline(model, tmp)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-    return make_session(path, threads, low_memory=True)
+    return make_session(path, threads, low_memory=not fast_step)
 
 
 # --------------------------------------------------------------------------- API
@@ -142,7 +164,7 @@ class Enhancer:
     """
 
     def __init__(self, model: WaveGaGNet, device: str | torch.device = "cpu", block_seconds: float = 30.0,
-                 backend: str = "torch", threads: int | None = None, atten_lim_db: float | None = None) -> None:
+                 backend: str = "auto", threads: int | None = None, atten_lim_db: float | None = None) -> None:
         if not block_seconds > 0 or not math.isfinite(block_seconds):
             raise ValueError(f"block_seconds must be a positive number, got {block_seconds}")
         if isinstance(atten_lim_db, str):
@@ -155,6 +177,7 @@ class Enhancer:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.device = torch.device(device)
+        backend = resolve_backend(backend, self.device)
         if backend == "onnx" and self.device.type != "cpu":
             raise ValueError("the onnx back end runs on the CPU; use backend='torch' for a GPU")
         self.model = model.to(self.device).eval()
@@ -168,14 +191,15 @@ class Enhancer:
         name_or_path: str | os.PathLike | None = None,
         device: str | torch.device = "cpu",
         block_seconds: float = 30.0,
-        backend: str = "torch",
+        backend: str = "auto",
         threads: int | None = None,
         atten_lim_db: float | str | None = FROM_MODEL,
     ) -> "Enhancer":
         """Load a shipped model by name, or a ``.pt``/``.ckpt`` file (see :func:`gagnet.pretrained.load_model`).
 
-        ``backend="onnx"`` runs the network in ONNX Runtime (CPU; exported once and cached),
-        about twice as fast as PyTorch on a CPU; ``threads`` is its thread count (None: all cores).
+        ``backend``: ``"auto"`` (default) runs the network in ONNX Runtime on the CPU when it is
+        installed (exported once and cached; about twice as fast as PyTorch), else in PyTorch;
+        ``"onnx"`` or ``"torch"`` force one. ``threads`` is ONNX Runtime's thread count (None: all cores).
         ``atten_lim_db`` limits the attenuation: the output is ``(1 - g) * enhanced + g * input``
         with ``g = 10 ** (-atten_lim_db / 20)``, so some of the background stays. The default,
         ``"model"``, takes the limit the model file names (the shipped default model names one;
@@ -601,9 +625,9 @@ def register(sub: Any) -> None:
     p.add_argument("--model", metavar="NAME|PATH", default=None,
                    help="shipped model name (see `gagnet models`), or a model.pt / .ckpt from `gagnet train`")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--backend", choices=BACKENDS, default="torch",
-                   help="run the network in PyTorch (default) or ONNX Runtime (CPU only, about twice as fast; "
-                   "the graph is exported on first use and cached in ~/.cache/gagnet)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="auto (default): ONNX Runtime on the CPU when installed (about twice as fast; the graph is "
+                   "exported on first use and cached in ~/.cache/gagnet), else PyTorch; or force torch / onnx")
     p.add_argument("--atten-lim", default=FROM_MODEL, metavar="DB|off",
                    help="lower the noise by at most DB decibels: mix the input back in at -DB dB "
                    "(e.g. 12 keeps some ambience; 0 returns the input); off: the network's output alone. "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,11 +22,14 @@ import torch.nn as nn
 from torch import Tensor
 
 from . import dsp
+from .attenuation import InputFloor, floor_gain
 from .config import GaGNetConfig
 from .model.gagnet import GaGNet
 from .model.wave import WaveGaGNet
 
 log = logging.getLogger(__name__)
+#: ``atten_lim_db`` default: the limit the model (or Enhancer) names.
+FROM_MODEL = "model"
 
 
 class NotCausalError(ValueError):
@@ -57,6 +61,24 @@ def set_state(net: nn.Module, state: list[Tensor | None]) -> None:
         m.cache = s
 
 
+def _streaming_backend(backend: str, net: GaGNet, device: torch.device) -> str:
+    """``auto``: the ONNX fast step where it applies and onnxruntime is installed, else torch."""
+    from .fast_step import fast_step_supported
+
+    if backend not in ("auto", "torch", "onnx"):
+        raise ValueError(f"backend must be auto, torch or onnx, got {backend!r}")
+    if backend != "auto":
+        return backend
+    if not net.cfg.causal:
+        return "torch"  # refused below with NotCausalError
+    from .enhance import onnx_available
+
+    if device.type == "cpu" and onnx_available() and fast_step_supported(net.cfg):
+        return "onnx"
+    log.info("streaming in PyTorch (the ONNX fast step needs onnxruntime on the CPU and a config it supports)")
+    return "torch"
+
+
 class StreamingEnhancer:
     """Frame-synchronous, stateful enhancement of a 16 kHz mono stream.
 
@@ -66,13 +88,64 @@ class StreamingEnhancer:
     samples, so the concatenated output, from sample ``latency_samples`` on, equals
     offline processing of the whole input. ``reset()`` starts a new stream.
     Chunks may be numpy arrays or torch tensors (1-D); outputs are of the same kind.
+
+    ``model``: a network (``WaveGaGNet``/``GaGNet``: PyTorch unless ``backend`` says
+    otherwise, no attenuation limit unless ``atten_lim_db`` gives one) or an
+    :class:`~gagnet.Enhancer` (its network and limit, and the fastest back end installed).
+    ``backend``: ``auto`` (the ONNX fast step when onnxruntime is installed and the config is
+    one it supports; else PyTorch, said in the log), ``torch`` or ``onnx``. With a limit of
+    ``g = 10 ** (-dB / 20)`` the output is ``(1 - g) * enhanced + g * input``, the input
+    delayed by ``latency_samples`` like the enhanced stream: the same as
+    :meth:`~gagnet.Enhancer.enhance` with that limit.
     """
 
-    def __init__(self, model: WaveGaGNet | GaGNet, device: str | torch.device = "cpu") -> None:
+    # subclasses that run the network elsewhere set up through _setup() alone: no limit, no facade
+    _inner: Any = None
+    _floor: float = 0.0
+    limit_db: float | None = None
+    backend = "torch"
+
+    def __init__(self, model: Any, device: str | torch.device = "cpu", backend: str | None = None,
+                 atten_lim_db: float | None | str = FROM_MODEL, threads: int = 1) -> None:
+        enhancer = hasattr(model, "model") and hasattr(model, "atten_lim_db")  # an Enhancer
+        if enhancer:
+            limit = model.atten_lim_db if atten_lim_db == FROM_MODEL else atten_lim_db
+            model = model.model
+        else:
+            limit = None if atten_lim_db == FROM_MODEL else atten_lim_db
         net = model.net if isinstance(model, WaveGaGNet) else model
-        self._setup(net.cfg, device)
-        self.net = copy.deepcopy(net).to(self.device).eval()
+        #: The attenuation limit applied to the output (dB; None: the network's output alone).
+        self.limit_db = limit
+        self._floor = floor_gain(limit)
+        # an Enhancer (or from_pretrained) gets the fastest back end installed; a bare network
+        # the PyTorch twin unless asked otherwise
+        backend = backend or ("auto" if enhancer else "torch")
+        self._inner = None
+        self.backend = _streaming_backend(backend, net, torch.device(device))
+        if self.backend == "onnx":
+            from .enhance import onnx_session
+            from .export import OnnxStreamingEnhancer
+
+            self._inner = OnnxStreamingEnhancer(onnx_session(WaveGaGNet(net), threads, fast_step=True))
+            self.cfg, self.latency_samples, self.device = self._inner.cfg, self._inner.latency_samples, torch.device("cpu")
+        else:
+            self._setup(net.cfg, device)
+            self.net = copy.deepcopy(net).to(self.device).eval()
         self.reset()
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | None = None, backend: str = "auto",
+                        atten_lim_db: float | None | str = FROM_MODEL, threads: int = 1) -> "StreamingEnhancer":
+        """A shipped model by name (default: the default model) or a ``.pt``/``.ckpt`` file, with
+        the attenuation limit the model names (``atten_lim_db``: a number of dB, or None for the
+        network alone) and the fastest back end installed: the ONNX fast step when onnxruntime is
+        there (exported once and cached), else PyTorch (said in the log). Same output as
+        :meth:`gagnet.Enhancer.enhance` with the same settings, delayed by ``latency_samples``."""
+        from .pretrained import load_model, recommended_atten_lim
+
+        model = load_model(name_or_path)
+        limit = recommended_atten_lim(name_or_path) if atten_lim_db == FROM_MODEL else atten_lim_db
+        return cls(model, backend=backend, atten_lim_db=limit, threads=threads)
 
     def _setup(self, cfg: GaGNetConfig, device: str | torch.device, delay_frames: int = 0) -> None:
         """Signal-path settings, shared with subclasses that run the network elsewhere (ONNX).
@@ -105,6 +178,12 @@ class StreamingEnhancer:
 
     def reset(self) -> None:
         """Forget everything: a new stream starts."""
+        if getattr(self, "_floor", 0.0) > 0:  # the input, delayed like the output, for the limit
+            self._dry = InputFloor(self._floor)
+            self._dry.hold(np.zeros((self.latency_samples, 1), np.float32))
+        if getattr(self, "_inner", None) is not None:
+            self._inner.reset()
+            return
         cfg = self.cfg
         self._reset_net()
         self._inbuf = torch.zeros(cfg.win_length - cfg.hop_length, device=self.device)  # causal left pad
@@ -153,6 +232,30 @@ class StreamingEnhancer:
     # -- public --------------------------------------------------------------------------
     def process(self, chunk: np.ndarray | Tensor) -> np.ndarray | Tensor:
         """Feed samples; get the same number of (delayed) enhanced samples back."""
+        out = self._inner.process(chunk) if self._inner is not None else self._stream(chunk)
+        if self._floor > 0:
+            x = chunk.detach().cpu().numpy() if isinstance(chunk, Tensor) else np.asarray(chunk)
+            self._dry.hold(np.asarray(x, np.float32).reshape(-1, 1))
+            out = self._limit(out)
+        return out
+
+    def _limit(self, out: np.ndarray | Tensor) -> np.ndarray | Tensor:
+        """``(1 - g) * out + g * input`` with the input delayed like ``out``."""
+        if isinstance(out, Tensor):
+            mixed = self._dry.apply(out.detach().cpu().numpy().reshape(-1, 1))[:, 0]
+            return torch.from_numpy(np.ascontiguousarray(mixed)).to(out.device)
+        return self._dry.apply(out.reshape(-1, 1))[:, 0]
+
+    def flush(self, as_numpy: bool | None = None) -> np.ndarray | Tensor:
+        """Finish the stream: the remaining ``latency_samples`` samples of output, as numpy or
+        a tensor like the last chunk given (``as_numpy`` overrides; numpy if none was given)."""
+        if self._inner is not None:
+            out = self._inner.flush(True if as_numpy is None else as_numpy)
+        else:
+            out = self._drain(as_numpy)
+        return self._limit(out) if self._floor > 0 else out
+
+    def _stream(self, chunk: np.ndarray | Tensor) -> np.ndarray | Tensor:
         is_np = self._as_numpy = not isinstance(chunk, Tensor)
         x = torch.as_tensor(np.asarray(chunk, dtype=np.float32) if is_np else chunk, device=self.device).float()
         if x.dim() != 1:
@@ -166,9 +269,7 @@ class StreamingEnhancer:
         self._given += out.numel()
         return out.cpu().numpy() if is_np else out
 
-    def flush(self, as_numpy: bool | None = None) -> np.ndarray | Tensor:
-        """Finish the stream: the remaining ``latency_samples`` samples of output, as numpy or
-        a tensor like the last chunk given (``as_numpy`` overrides; numpy if none was given)."""
+    def _drain(self, as_numpy: bool | None = None) -> np.ndarray | Tensor:
         as_numpy = self._as_numpy if as_numpy is None else as_numpy
         cfg = self.cfg
         need = cfg.frames(self._seen) + self._delay_frames - self._frames
