@@ -33,11 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_info)
 
-    from . import benchmark, enhance, evaluate, export, stream_cli, train
+    from . import benchmark, enhance, evaluate, export, live, stream_cli, train
     from .data import pack, synthetic
 
     enhance.register(sub)
     stream_cli.register(sub)
+    live.register(sub)
     export.register(sub)
     evaluate.register(sub)
     benchmark.register(sub)
