@@ -5,7 +5,7 @@ them) followed by validation and a checkpoint. Training mixtures are a pure func
 (seed, global index) and step ``k`` trains on indices that depend on ``k`` alone
 (:mod:`gagnet.data.sampling`), so a resumed run sees exactly the data an uninterrupted run
 would have seen. With the batch mixer the loader yields only indices; the module mixes them
-on its device (:meth:`on_after_batch_transfer`). The callbacks live in :mod:`gagnet.callbacks`.
+on its device (:meth:`on_before_batch_transfer`). The callbacks live in :mod:`gagnet.callbacks`.
 """
 from __future__ import annotations
 
@@ -145,8 +145,8 @@ def make_module(cfg: TrainConfig):
                 self.mixer.to(self.device)
             self.skipped = self.skipped.to(self.device)
 
-        def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-            if isinstance(batch, torch.Tensor):  # global mixture indices: mix them here, on the device
+        def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+            if isinstance(batch, torch.Tensor):  # global mixture indices (on the host): mixed on the device
                 mixed = self.mixer(batch)
                 mixed["index"] = batch
                 return mixed

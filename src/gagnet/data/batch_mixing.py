@@ -288,9 +288,9 @@ class BatchMixer:
 
     @torch.no_grad()
     def __call__(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        index = index.to(self.device, torch.int64).flatten()
-        if index.numel() and int(index.min()) < 0:
+        if index.device.type == "cpu" and index.numel() and int(index.min()) < 0:  # checked where it costs no sync
             raise IndexError("mixture indices must be non-negative")
+        index = index.to(self.device, torch.int64).flatten()
         aug, n, b = self.cfg.augment, self.length, len(index)
         ctx = self._bank().shape[1] if self.rirs is not None else 0
         span = ctx + n
