@@ -403,6 +403,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
         log_every_n_steps=cfg.log_every_steps,
+        enable_checkpointing=False,  # our own: LastCheckpoint and ExportWeights
         enable_progress_bar=True,
     )
     (train_dl.dataset if mixer is not None else train_dl.sampler).step_fn = lambda: trainer.global_step

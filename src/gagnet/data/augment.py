@@ -84,11 +84,14 @@ def time_stretch_rows(x: torch.Tensor, rate: torch.Tensor, length: int) -> torch
     return _istft(torch.polar(mag, phase), length)
 
 
-def pitch_shift_rows(x: torch.Tensor, factor: torch.Tensor, length: int) -> torch.Tensor:
+def pitch_shift_rows(x: torch.Tensor, factor: torch.Tensor, length: int, max_factor: float | None = None
+                     ) -> torch.Tensor:
     """``(R, length)``: f0 (and every frequency) times ``factor[r]``, tempo kept: stretched to
     ``factor`` times the duration, then read ``factor`` times as fast. ``x`` must hold at
-    least ``length`` samples."""
-    long = int(math.ceil(length * float(factor.max()))) + STFT_N
+    least ``length`` samples. ``max_factor`` bounds ``factor`` (given, it spares reading the
+    factors back from the device, and keeps the FFT shapes the same from batch to batch)."""
+    top = float(factor.max()) if max_factor is None else max_factor
+    long = int(math.ceil(length * top)) + STFT_N
     stretched = time_stretch_rows(x, 1.0 / factor, long)
     return resample_rows(stretched, factor, length)
 
@@ -138,7 +141,7 @@ def apply_response(x: torch.Tensor, response_fn, sample_rate: int, pad: int = 40
     frequency domain (zero-padded by ``pad`` so the short responses do not wrap around)."""
     n = x.shape[1] + pad
     nfft = 1 << (n - 1).bit_length()
-    freqs = torch.fft.rfftfreq(nfft, 1.0 / sample_rate).to(x.device)
+    freqs = torch.fft.rfftfreq(nfft, 1.0 / sample_rate, device=x.device)
     y = torch.fft.irfft(torch.fft.rfft(x, nfft) * response_fn(freqs).to(x.dtype), nfft)
     return y[:, : x.shape[1]]
 

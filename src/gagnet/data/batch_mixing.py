@@ -81,23 +81,34 @@ def _mix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-def uniform(seed: int, index: torch.Tensor, stream: int, count: int) -> torch.Tensor:
-    """``(B, count)`` float64 uniform in [0, 1) with 53 random bits, a pure function of
-    ``(seed, index[b], stream, column)``; ``index`` is ``(B,)`` int64, non-negative."""
+def index_key(seed: int, index: torch.Tensor) -> torch.Tensor:
+    """The hash of ``(seed, index)`` ``(B,)``, shared by every draw of a mixture: computed once
+    per batch, then :func:`uniform_key` adds the stream and the column."""
     idx = index.to(torch.int64)
     h = _mix32(torch.full_like(idx, seed & _M32) ^ 0x5BD1E995)
     h = _mix32(h ^ (idx & _M32))
-    h = _mix32(h ^ ((idx >> 32) & _M32))
-    h = _mix32(h ^ int(stream))
-    col = torch.arange(count, device=idx.device, dtype=torch.int64)
+    return _mix32(h ^ ((idx >> 32) & _M32))
+
+
+def uniform_key(key: torch.Tensor, stream: int, count: int) -> torch.Tensor:
+    """``(B, count)`` float64 uniform in [0, 1) with 53 random bits from :func:`index_key` ``key``."""
+    h = _mix32(key ^ int(stream))
+    col = torch.arange(count, device=key.device, dtype=torch.int64)
     a = _mix32(h[:, None] ^ ((col * 0x3C6EF372) & _M32))
     b = _mix32(a ^ 0x2545F491)
     return ((a << 21) | (b >> 11)).to(torch.float64) / float(1 << 53)
 
 
+def uniform(seed: int, index: torch.Tensor, stream: int, count: int) -> torch.Tensor:
+    """``(B, count)`` float64 uniform in [0, 1) with 53 random bits, a pure function of
+    ``(seed, index[b], stream, column)``; ``index`` is ``(B,)`` int64, non-negative."""
+    return uniform_key(index_key(seed, index), stream, count)
+
+
 def _randint(u: torch.Tensor, high: torch.Tensor | int) -> torch.Tensor:
     """Integers uniform in [0, high) from uniforms ``u`` (``high`` broadcasts)."""
-    return torch.minimum((u * high).to(torch.int64), torch.as_tensor(high, device=u.device) - 1)
+    x = (u * high).to(torch.int64)
+    return x.clamp_max(high - 1) if isinstance(high, int) else torch.minimum(x, high - 1)
 
 
 def _power(x: torch.Tensor) -> torch.Tensor:
@@ -105,14 +116,14 @@ def _power(x: torch.Tensor) -> torch.Tensor:
 
 
 def fill_speech(corpus: Corpus, seed: int, index: torch.Tensor, length: int, stream: int = Stream.SPEECH_FILE,
-                offset_stream: int = Stream.SPEECH_OFFSET) -> torch.Tensor:
+                offset_stream: int = Stream.SPEECH_OFFSET, key: torch.Tensor | None = None) -> torch.Tensor:
     """``(B, length)`` float32: from a random point of a random file, then further random files
     back to back until ``length`` samples are filled."""
-    shortest = max(int(corpus.lengths.min()), 1)
-    k = min(length // shortest + 2, 4096)
-    files = _randint(uniform(seed, index, stream, k), len(corpus))  # (B, K)
+    key = index_key(seed, index) if key is None else key
+    k = min(length // max(corpus.shortest, 1) + 2, 4096)
+    files = _randint(uniform_key(key, stream, k), len(corpus))  # (B, K)
     lens = corpus.lengths[files]
-    first = _randint(uniform(seed, index, offset_stream, 1)[:, 0], lens[:, 0])
+    first = _randint(uniform_key(key, offset_stream, 1)[:, 0], lens[:, 0])
     taken = lens.clone()
     taken[:, 0] -= first
     ends = torch.cumsum(taken, 1)  # (B, K): where each file's part ends in the segment
@@ -193,7 +204,7 @@ class BatchMixer:
         """Rows of the batch that get an augmentation of probability ``prob``."""
         if prob <= 0:
             return torch.zeros(0, dtype=torch.int64, device=index.device)
-        return torch.nonzero(uniform(self.seed, index, stream, 1)[:, 0] < prob).flatten()
+        return torch.nonzero(uniform_key(index, stream, 1)[:, 0] < prob).flatten()
 
     def _convolve_rows(self, index: torch.Tensor, x: torch.Tensor, rows: torch.Tensor, stream: int,
                        early_ms: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -202,7 +213,7 @@ class BatchMixer:
         first ``early_ms`` of the room after its direct path (faded out over 2 ms)."""
         n, ctx = self.length, x.shape[1] - self.length
         bank = self._bank()
-        which = _randint(uniform(self.seed, index[rows], stream, 1)[:, 0], bank.shape[0])
+        which = _randint(uniform_key(index[rows], stream, 1)[:, 0], bank.shape[0])
         wet = _fft_convolve(x[rows], bank[which])[:, ctx : ctx + n]
         if early_ms <= 0:
             return wet, None
@@ -227,7 +238,7 @@ class BatchMixer:
     def _channel(self, index: torch.Tensor, x: torch.Tensor, base: int) -> torch.Tensor:
         """A random microphone and channel on rows of ``x``: EQ bands and tilt, band limits."""
         aug = self.cfg.augment
-        u = lambda k, count=1: uniform(self.seed, index, base + k, count)  # noqa: E731
+        u = lambda k, count=1: uniform_key(index, base + k, count)  # noqa: E731
         eq = u(0)[:, 0] < aug.eq_prob
         band = u(6)[:, 0] < aug.bandlimit_prob
         rows = torch.nonzero(eq | band).flatten()
@@ -254,16 +265,17 @@ class BatchMixer:
         out = source[:, :length]
         rows = self._rows(index, Stream.AUG_SPEED, aug.speed_prob)
         if rows.numel():
-            rate = aug.speed[0] + (aug.speed[1] - aug.speed[0]) * uniform(self.seed, index[rows], Stream.AUG_SPEED + 100, 1)[:, 0]
+            rate = aug.speed[0] + (aug.speed[1] - aug.speed[0]) * uniform_key(index[rows], Stream.AUG_SPEED + 100, 1)[:, 0]
             out = out.index_put((rows,), resample_rows(source[rows], rate.float(), length))
         rows = self._rows(index, Stream.AUG_PITCH, aug.pitch_prob)
         if rows.numel():
             lo, hi = aug.pitch_semitones
-            semis = lo + (hi - lo) * uniform(self.seed, index[rows], Stream.AUG_PITCH + 100, 1)[:, 0]
-            out = out.index_put((rows,), pitch_shift_rows(out[rows], (2.0 ** (semis / 12.0)).float(), length))
+            semis = lo + (hi - lo) * uniform_key(index[rows], Stream.AUG_PITCH + 100, 1)[:, 0]
+            out = out.index_put((rows,), pitch_shift_rows(out[rows], (2.0 ** (semis / 12.0)).float(), length,
+                                                          max_factor=2.0 ** (hi / 12.0)))
         rows = self._rows(index, Stream.AUG_FORMANT, aug.formant_prob)
         if rows.numel():
-            factor = aug.formant[0] + (aug.formant[1] - aug.formant[0]) * uniform(self.seed, index[rows],
+            factor = aug.formant[0] + (aug.formant[1] - aug.formant[0]) * uniform_key(index[rows],
                                                                                 Stream.AUG_FORMANT + 100, 1)[:, 0]
             out = out.index_put((rows,), formant_warp_rows(out[rows], factor.float()))
         return out
@@ -274,10 +286,10 @@ class BatchMixer:
         b = len(index)
         if hi == 0:
             return torch.zeros(b, length, device=index.device)
-        count = lo + _randint(uniform(self.seed, index, Stream.NOISE_COUNT, 1)[:, 0], hi - lo + 1)
-        files = _randint(uniform(self.seed, index, Stream.NOISE_FILE, hi), len(self.noise))
-        offsets = _randint(uniform(self.seed, index, Stream.NOISE_OFFSET, hi), self.noise.lengths[files])
-        gain_db = NOISE_GAIN_DB[0] + (NOISE_GAIN_DB[1] - NOISE_GAIN_DB[0]) * uniform(self.seed, index,
+        count = lo + _randint(uniform_key(index, Stream.NOISE_COUNT, 1)[:, 0], hi - lo + 1)
+        files = _randint(uniform_key(index, Stream.NOISE_FILE, hi), len(self.noise))
+        offsets = _randint(uniform_key(index, Stream.NOISE_OFFSET, hi), self.noise.lengths[files])
+        gain_db = NOISE_GAIN_DB[0] + (NOISE_GAIN_DB[1] - NOISE_GAIN_DB[0]) * uniform_key(index,
                                                                                     Stream.NOISE_GAIN, hi)
         crops = loop_crops(self.noise, files, offsets, length)  # (B, M, L)
         p = _power(crops[..., length - self.length:])
@@ -297,7 +309,8 @@ class BatchMixer:
         fill = span
         if aug.speed_prob > 0:  # room for reading faster, and for the interpolator's taps
             fill = int(math.ceil(span * max(1.0, aug.speed[1]))) + 32
-        source = self._speaker(index, fill_speech(self.speech, self.seed, index, fill), span)
+        index = index_key(self.seed, index)  # from here on the hash of (seed, index): draws reuse it
+        source = self._speaker(index, fill_speech(self.speech, self.seed, index, fill, key=index), span)
         source = self._channel(index, source, Stream.SPEECH_CHANNEL)
         speech, clean = self._reverberate(index, source) if ctx else (source, source)
         noise_reverb = self.rirs is not None and aug.noise_reverb_prob > 0
@@ -308,19 +321,19 @@ class BatchMixer:
             if rows.numel():
                 tail = tail.index_put((rows,), self._convolve_rows(index, noise, rows, Stream.NOISE_RIR)[0])
             noise = tail
-        kind = uniform(self.seed, index, Stream.SEGMENT_KIND, 1)[:, 0]
+        kind = uniform_key(index, Stream.SEGMENT_KIND, 1)[:, 0]
         noise_only = kind < aug.noise_only_prob
         clean_only = ~noise_only & (kind < aug.noise_only_prob + aug.clean_only_prob)
         speech = torch.where(noise_only[:, None], 0.0, speech)
         clean = torch.where(noise_only[:, None], 0.0, clean)
         noise = torch.where(clean_only[:, None], 0.0, noise)
-        snr = self.cfg.snr_db[0] + (self.cfg.snr_db[1] - self.cfg.snr_db[0]) * uniform(self.seed, index, Stream.SNR, 1)[:, 0]
+        snr = self.cfg.snr_db[0] + (self.cfg.snr_db[1] - self.cfg.snr_db[0]) * uniform_key(index, Stream.SNR, 1)[:, 0]
         ps, pn = _power(speech), _power(noise)
         noise_gain = torch.where(pn < SILENCE_POWER, 0.0,
                                  torch.where(ps < SILENCE_POWER, 1.0,
                                              (ps / (pn.clamp_min(SILENCE_POWER) * 10.0 ** (snr / 10.0))).sqrt()))
         noisy = speech + noise * noise_gain.float()[:, None]
-        level = self.cfg.level_db[0] + (self.cfg.level_db[1] - self.cfg.level_db[0]) * uniform(self.seed, index,
+        level = self.cfg.level_db[0] + (self.cfg.level_db[1] - self.cfg.level_db[0]) * uniform_key(index,
                                                                                                 Stream.LEVEL, 1)[:, 0]
         ref = torch.where(ps < SILENCE_POWER, _power(noisy), ps)
         gain = torch.where(ref >= SILENCE_POWER, 10.0 ** (level / 20.0) / ref.clamp_min(SILENCE_POWER).sqrt(), 1.0)
@@ -328,15 +341,15 @@ class BatchMixer:
         rows = self._rows(index, Stream.AUG_JUMP, aug.gain_jump_prob)
         if rows.numel():
             sub = index[rows]
-            curve = gain_jumps(uniform(self.seed, sub, Stream.AUG_JUMP + 100, 3).float(),
-                               uniform(self.seed, sub, Stream.AUG_JUMP + 200, 3).float(),
-                               1 + _randint(uniform(self.seed, sub, Stream.AUG_JUMP + 300, 1)[:, 0], 3), n,
+            curve = gain_jumps(uniform_key(sub, Stream.AUG_JUMP + 100, 3).float(),
+                               uniform_key(sub, Stream.AUG_JUMP + 200, 3).float(),
+                               1 + _randint(uniform_key(sub, Stream.AUG_JUMP + 300, 1)[:, 0], 3), n,
                                aug.gain_jump_db, self.sample_rate)
             noisy = noisy.index_put((rows,), noisy[rows] * curve)
             clean = clean.index_put((rows,), clean[rows] * curve)
         rows = self._rows(index, Stream.AUG_CLIP, aug.clip_prob)
         if rows.numel():  # the target stays unclipped: clipping is one more distortion to remove
-            at = aug.clip_at[0] + (aug.clip_at[1] - aug.clip_at[0]) * uniform(self.seed, index[rows], Stream.AUG_CLIP + 100, 1)
+            at = aug.clip_at[0] + (aug.clip_at[1] - aug.clip_at[0]) * uniform_key(index[rows], Stream.AUG_CLIP + 100, 1)
             limit = (noisy[rows].abs().amax(-1, keepdim=True) * at.float()).clamp_min(1e-12)
             noisy = noisy.index_put((rows,), torch.maximum(torch.minimum(noisy[rows], limit), -limit))
         peak = torch.maximum(noisy.abs().amax(-1), clean.abs().amax(-1)).double()

@@ -105,6 +105,10 @@ class Corpus:
                  audio.numel() / sample_rate / 3600, audio.numel() * 2 / 1e6)
         return cls(audio, starts, lengths, names, sample_rate)
 
+    def __post_init__(self) -> None:
+        #: Length of the shortest file (samples), kept on the host so that no draw reads the device.
+        self.shortest = int(self.lengths.min()) if self.lengths.numel() else 0
+
     def __len__(self) -> int:
         return len(self.names)
 
