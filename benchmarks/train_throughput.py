@@ -76,19 +76,18 @@ class _Trainer:
 
 def _end_to_end(args: argparse.Namespace) -> dict:
     """``gagnet train`` on a config's data for ``args.minutes``, then the compute ceiling."""
-    import csv
     import tempfile
 
+    from gagnet.callbacks import log_throughput
     from gagnet.train import compile_loss, load_train_config, train
 
     out = tempfile.mkdtemp(prefix="gagnet-e2e-")
     cfg = load_train_config(args.e2e, [*args.overrides, f"stop_after_minutes={args.minutes}",
                                        f"max_minutes={args.minutes}", f"out_dir={out}", f"threads={args.threads}"])
     train(cfg)
-    rows = list(csv.DictReader(open(f"{out}/train_log.csv")))
     audio = cfg.batch_size * cfg.data.segment_seconds
-    s0, t0, s1, t1 = int(rows[1]["step"]), float(rows[1]["seconds"]), int(rows[-1]["step"]), float(rows[-1]["seconds"])
-    e2e = (s1 - s0) * audio / (t1 - t0)
+    t = log_throughput(f"{out}/train_log.csv", audio)
+    e2e = t["audio_s_per_s"]
     # the ceiling: the same network, batch, precision and compilation on waves already on the device
     n = int(cfg.data.segment_seconds * 16000)
     noisy = 0.1 * torch.randn(cfg.batch_size, n, device=args.device)
@@ -104,7 +103,7 @@ def _end_to_end(args: argparse.Namespace) -> dict:
     ceiling = audio / secs
     return {"config": args.e2e, "overrides": args.overrides, "batch": f"{cfg.batch_size} x {cfg.data.segment_seconds} s",
             "precision": cfg.precision, "compile": cfg.compile, "device": _device_name(args.device),
-            "end_to_end_audio_s_per_s": round(e2e, 1), "end_to_end_steps": f"{s0}..{s1} in {t1 - t0:.1f} s",
+            "end_to_end_audio_s_per_s": round(e2e, 1), "end_to_end_steps": f"{t['from_step']}..{t['to_step']} in {t['seconds']:.1f} s",
             "ceiling_audio_s_per_s": round(ceiling, 1), "ratio": round(e2e / ceiling, 3), "run": out}
 
 

@@ -90,8 +90,9 @@ device_train() {  # $1: minutes of this call; the rest are overrides
   echo "training exited with $status after $((SECONDS - start)) s" | tee -a "$OUT/gpu.txt"
   tail -n 20 "$OUT/train.txt"
   python3 - "$LEASE/run" "$OUT" <<'PY'
-import csv, sys, torch, yaml
+import sys, torch, yaml
 from pathlib import Path
+from gagnet.callbacks import log_throughput
 run, out = Path(sys.argv[1]), Path(sys.argv[2])
 for name in ("model_best", "model"):
     ckpt = torch.load(run / f"{name}.pt", map_location="cpu", weights_only=True)
@@ -99,17 +100,11 @@ for name in ("model_best", "model"):
     torch.save({"config": ckpt["config"], "state_dict": half}, out / f"{name}_fp16.pt")
 cfg = yaml.safe_load((run / "config.yaml").read_text())
 audio = cfg["batch_size"] * cfg["data"]["segment_seconds"]
-rows = [r for r in csv.DictReader((run / "train_log.csv").open())]
-# rows of this call: after the last restart of the seconds column
-cut = max((i for i in range(1, len(rows)) if float(rows[i]["seconds"]) < float(rows[i - 1]["seconds"])), default=0)
-rows = rows[cut:]
-line = "no steps logged"
-if len(rows) >= 3:
-    s0, t0 = int(rows[1]["step"]), float(rows[1]["seconds"])  # from the first row after compiling
-    s1, t1 = int(rows[-1]["step"]), float(rows[-1]["seconds"])
-    line = (f"steps {rows[0]['step']}..{s1}: {(s1 - s0) * audio / (t1 - t0):.0f} audio-s/s end to end after the "
-            f"first logged row (steps {s0}..{s1}, {t1 - t0:.0f} s, validation included); "
-            f"{s1 * audio / 3600:.1f} h of mixtures in the run; skipped steps {rows[-1]['skipped']}")
+t = log_throughput(run / "train_log.csv", audio)
+line = "no steps logged" if t is None else (
+    f"steps {t['first_step']}..{t['to_step']}: {t['audio_s_per_s']:.0f} audio-s/s end to end after the first logged "
+    f"row (steps {t['from_step']}..{t['to_step']}, {t['seconds']:.0f} s, validation included); "
+    f"{t['to_step'] * audio / 3600:.1f} h of mixtures in the run; skipped steps {t['skipped']}")
 print(line)
 (out / "throughput.txt").open("a").write(line + "\n")
 PY

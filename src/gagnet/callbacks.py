@@ -143,51 +143,64 @@ def budget_schedule_callback(cfg: TrainConfig):
     return BudgetedCosine()
 
 
-def validation_clock_callback(cfg: TrainConfig, batches: StepBatches):
+def _rank_zero_clock(minutes: float, every: int, restart: str, when_due):
+    """A callback that calls ``when_due(trainer)`` once ``minutes`` have passed since the last
+    ``restart`` hook (``on_train_epoch_start`` or ``on_train_start``). Rank 0's clock decides,
+    read and broadcast every ``every`` steps, so every DDP rank acts at the same step."""
     import lightning as L
 
-    class ValidationClock(L.Callback):
-        """Ends the loop epoch (so Lightning validates and checkpoints) once
-        ``val_every_minutes`` of training time have passed since it began. Rank 0's clock
-        decides, broadcast every ``log_every_steps`` steps, so all ranks end at the same step."""
-
+    class RankZeroClock(L.Callback):
         def __init__(self) -> None:
             self._start = time.monotonic()
 
-        def on_train_epoch_start(self, trainer, pl_module) -> None:
+        def _restart(self, trainer, pl_module) -> None:
             self._start = time.monotonic()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            if trainer.global_step % cfg.log_every_steps:
+            if trainer.global_step % every:
                 return
-            due = time.monotonic() - self._start >= 60.0 * cfg.val_every_minutes
+            due = time.monotonic() - self._start >= 60.0 * minutes
             if trainer.strategy.broadcast(due, src=0):
-                batches.stop = True
+                when_due(trainer)
 
-    return ValidationClock()
+    setattr(RankZeroClock, restart, RankZeroClock._restart)
+    return RankZeroClock()
+
+
+def validation_clock_callback(cfg: TrainConfig, batches: StepBatches):
+    """Ends the loop epoch (so Lightning validates and checkpoints) once ``val_every_minutes``
+    have passed since it began."""
+
+    def end_epoch(trainer) -> None:
+        batches.stop = True
+
+    return _rank_zero_clock(cfg.val_every_minutes, cfg.log_every_steps, "on_train_epoch_start", end_epoch)
 
 
 def stop_clock_callback(cfg: TrainConfig):
-    import lightning as L
+    """Stops this invocation once its fit has run ``stop_after_minutes``."""
 
-    class StopClock(L.Callback):
-        """Stops this invocation after ``stop_after_minutes`` of training time (rank 0's clock,
-        checked every ``log_every_steps`` steps)."""
+    def stop(trainer) -> None:
+        trainer.should_stop = True
 
-        def __init__(self) -> None:
-            self._start = time.monotonic()
+    return _rank_zero_clock(cfg.stop_after_minutes, cfg.log_every_steps, "on_train_start", stop)
 
-        def on_train_start(self, trainer, pl_module) -> None:
-            self._start = time.monotonic()
 
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            if trainer.global_step % cfg.log_every_steps:
-                return
-            due = time.monotonic() - self._start >= 60.0 * cfg.stop_after_minutes
-            if trainer.strategy.broadcast(due, src=0):
-                trainer.should_stop = True
-
-    return StopClock()
+def log_throughput(path: str | Path, audio_per_step: float) -> dict[str, float] | None:
+    """End-to-end throughput of the last invocation in a ``train_log.csv``: steps and seconds
+    from its first logged row (the compiling step excluded) to its last, validation included.
+    None with fewer than three rows."""
+    rows = list(csv.DictReader(Path(path).open()))
+    # rows of the last invocation: after the last restart of the seconds column
+    cut = max((i for i in range(1, len(rows)) if float(rows[i]["seconds"]) < float(rows[i - 1]["seconds"])),
+              default=0)
+    rows = rows[cut:]
+    if len(rows) < 3:
+        return None
+    s0, t0 = int(rows[1]["step"]), float(rows[1]["seconds"])
+    s1, t1 = int(rows[-1]["step"]), float(rows[-1]["seconds"])
+    return {"first_step": int(rows[0]["step"]), "from_step": s0, "to_step": s1, "seconds": t1 - t0,
+            "audio_s_per_s": (s1 - s0) * audio_per_step / (t1 - t0), "skipped": int(rows[-1]["skipped"])}
 
 
 def rank_audit_callback(path: Path):
