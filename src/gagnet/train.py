@@ -132,10 +132,14 @@ def make_module(cfg: TrainConfig):
             self._val_sdr_noisy: float | None = None
             self._noisy_sent = False
 
-        def _loss(self, batch: dict[str, torch.Tensor], compiled: bool = False) -> torch.Tensor:
+        def _spectra(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            """Compressed noisy and clean spectra of a batch, and its frame mask."""
             noisy = self.model.analyze(batch["noisy"])
             clean = self.model.analyze(batch["clean"])
-            mask = frame_mask(batch["lengths"], self.model.cfg, noisy.shape[-1])
+            return noisy, clean, frame_mask(batch["lengths"], self.model.cfg, noisy.shape[-1])
+
+        def _loss(self, batch: dict[str, torch.Tensor], compiled: bool = False) -> torch.Tensor:
+            noisy, clean, mask = self._spectra(batch)
             if compiled and self._compiled_loss is not None:
                 return self._compiled_loss(noisy, clean, mask)
             return gagnet_loss(self.model.net(noisy), clean, mask)
@@ -184,9 +188,7 @@ def make_module(cfg: TrainConfig):
                             then[0], then[1], now[0], now[1], now[0] * now[1])
 
         def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-            noisy = self.model.analyze(batch["noisy"])
-            clean = self.model.analyze(batch["clean"])
-            mask = frame_mask(batch["lengths"], self.model.cfg, noisy.shape[-1])
+            noisy, clean, mask = self._spectra(batch)
             estimates = self.model.net(noisy)
             loss = gagnet_loss(estimates, clean, mask)
             self.log("val/loss", loss, sync_dist=True, batch_size=batch["noisy"].shape[0])
@@ -379,6 +381,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         torch.backends.cudnn.benchmark = True
         torch.set_float32_matmul_precision("high")
     precision = cfg.precision if cfg.precision != "auto" else ("bf16-mixed" if cuda else "32-true")
+    export = callbacks.export_callback(out / "model.pt")  # its last validated step decides a final validation
     trainer = L.Trainer(
         max_steps=cfg.max_steps,
         max_time=datetime.timedelta(minutes=cfg.max_minutes) if cfg.max_minutes else None,
@@ -394,7 +397,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             callbacks.last_checkpoint_callback(last),
             LearningRateMonitor(logging_interval="step"),
             callbacks.step_log_callback(out / "train_log.csv", cfg.log_every_steps),
-            callbacks.export_callback(out / "model.pt"),
+            export,
             callbacks.rank_audit_callback(out / "ranks"),
         ] + ([callbacks.budget_schedule_callback(cfg)] if cfg.lr_schedule == "cosine" else [])
           + ([callbacks.validation_clock_callback(cfg, train_dl.dataset)] if cfg.val_every_minutes else [])
@@ -412,7 +415,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         trainer.validate(module, val_dl, verbose=False)
     try:
         trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume and last.exists() else None)
-        export = next(c for c in trainer.callbacks if type(c).__name__ == "ExportWeights")
         if export.validated_at != trainer.global_step:  # stopped by a clock between validations
             trainer.validate(module, val_dl, verbose=False)
     finally:
