@@ -39,19 +39,14 @@ def _median_time(fn, runs: int) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--official", required=True, help="path to the authors' GaGNet.py")
-    ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    args = ap.parse_args()
+def measure(official: str, seconds: float = 10.0, runs: int = 5, threads: tuple[int, ...] = (1, 2)) -> dict:
+    """Time the authors' model, ours in PyTorch and ours in ONNX Runtime on one random-weight paper network."""
     torch.manual_seed(0)
     wave = WaveGaGNet("paper").eval()
     ours = wave.net
-    ref = _official(args.official).eval()
+    ref = _official(official).eval()
     ref.load_state_dict(to_official(ours.state_dict()))
-    noisy = 0.1 * torch.randn(1, int(args.seconds * 16000))
+    noisy = 0.1 * torch.randn(1, int(seconds * 16000))
     spec = wave.analyze(noisy)  # (1, 2, F, T) compressed
     spec_np = spec.numpy()
     onnx_path = Path(tempfile.mkdtemp()) / "paper.onnx"
@@ -59,9 +54,9 @@ def main() -> None:
     with torch.no_grad():
         want = ref(spec.transpose(2, 3).contiguous())[-1].numpy()
     rows = []
-    for threads in args.threads:
-        torch.set_num_threads(threads)
-        session = make_session(onnx_path, threads)
+    for n in threads:
+        torch.set_num_threads(n)
+        session = make_session(onnx_path, n)
         name = session.get_inputs()[0].name
         outs = {}
 
@@ -79,12 +74,22 @@ def main() -> None:
         timed = {}
         for _ in range(2):  # interleaved twice; keep each one's best median
             for key, fn in (("authors", authors), ("eager", eager), ("onnx", onnx)):
-                timed[key] = min(timed.get(key, float("inf")), _median_time(fn, args.runs))
+                timed[key] = min(timed.get(key, float("inf")), _median_time(fn, runs))
         for key in ("authors", "eager", "onnx"):
-            rows.append({"threads": threads, "model": key, "rtf": round(timed[key] / args.seconds, 4),
+            rows.append({"threads": n, "model": key, "rtf": round(timed[key] / seconds, 4),
                          "vs_authors": round(timed[key] / timed["authors"], 3),
                          "max_abs_diff": float(np.abs(outs[key] - want).max())})
-    print(json.dumps({"machine": machine_line(), "seconds": args.seconds, "rows": rows}, indent=2))
+    return {"machine": machine_line(), "seconds": seconds, "rows": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--official", required=True, help="path to the authors' GaGNet.py")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    args = ap.parse_args()
+    print(json.dumps(measure(args.official, args.seconds, args.runs, tuple(args.threads)), indent=2))
 
 
 if __name__ == "__main__":

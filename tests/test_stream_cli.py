@@ -125,8 +125,11 @@ def test_model_files_attenuation_limit_is_the_default(tiny, tmp_path):
         assert np.abs(y - expected).max() < 1e-4
 
 
-def test_onnx_uses_the_fast_step(tiny, monkeypatch):
+@pytest.mark.parametrize("argv", [["--onnx"], []], ids=["onnx", "default"])
+def test_onnx_uses_the_fast_step(tiny, monkeypatch, tmp_path, argv):
     import gagnet.export as ex
+
+    monkeypatch.setenv("GAGNET_CACHE", str(tmp_path / "cache"))  # exported here, not found in a cache
 
     seen = []
     real = ex.export_streaming
@@ -137,10 +140,23 @@ def test_onnx_uses_the_fast_step(tiny, monkeypatch):
 
     monkeypatch.setattr(ex, "export_streaming", spy)
     x = (0.1 * np.random.default_rng(3).standard_normal(4000)).astype(np.float32)
-    code, out = _run(["--model", str(tiny[1]), "--onnx"], _wav_bytes(x, 16000, "FLOAT"))
-    assert code == 0 and seen == [True]
+    code, out = _run(["--model", str(tiny[1]), *argv], _wav_bytes(x, 16000, "FLOAT"))
+    assert code == 0 and seen == [True]  # the default is the ONNX fast step too
     y, _ = sf.read(io.BytesIO(out), dtype="float32")
     assert np.abs(y - _offline(tiny[0], x)).max() < 1e-4
+
+
+def test_int8_step_is_close_and_torch_int8_is_refused(tiny, capsys):
+    x = (0.1 * np.random.default_rng(4).standard_normal(8000)).astype(np.float32)
+    code, out = _run(["--model", str(tiny[1]), "--int8"], _wav_bytes(x, 16000, "FLOAT"))
+    assert code == 0
+    y, _ = sf.read(io.BytesIO(out), dtype="float32")
+    ref = _offline(tiny[0], x)
+    err_db = 10 * np.log10(np.sum((y - ref) ** 2) / np.sum(ref**2))
+    assert y.shape == x.shape and -50 < err_db < -15  # int8: close, not equal
+    code, _ = _run(["--model", str(tiny[1]), "--int8", "--backend", "torch"], _wav_bytes(x, 16000, "FLOAT"))
+    err = capsys.readouterr().err
+    assert code == 2 and "ONNX Runtime only" in err and len(err.strip().splitlines()) == 1
 
 
 def test_exported_onnx_model_and_raw_stereo_f32(tiny, tmp_path):

@@ -99,7 +99,8 @@ def _cache_dir() -> Path:
     return Path(base) / "onnx"
 
 
-def onnx_session(model: WaveGaGNet, threads: int | None = None, fast_step: bool = False) -> Any:
+def onnx_session(model: WaveGaGNet, threads: int | None = None, fast_step: bool = False,
+                 precision: str = "fp32") -> Any:
     """An ONNX Runtime session running ``model``'s network, exported on first use and cached.
 
     Causal models get the streaming graph with a dynamic frame count (state carried between
@@ -107,6 +108,7 @@ def onnx_session(model: WaveGaGNet, threads: int | None = None, fast_step: bool 
     :mod:`gagnet.fast_step` (causal models it supports), the quickest for streaming. The cache (``$GAGNET_CACHE``, else
     ``~/.cache/gagnet``) is keyed by a hash of the config, the weights and the versions of
     gagnet and torch; a file is written under a temporary name and renamed when complete.
+    ``precision="int8"`` (with ``fast_step``) gives the step with int8 weights.
     """
     import hashlib
     import json
@@ -119,7 +121,10 @@ def onnx_session(model: WaveGaGNet, threads: int | None = None, fast_step: bool 
     for k, v in net.state_dict().items():
         h.update(k.encode())
         h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
+    if precision != "fp32" and not fast_step:
+        raise ValueError("int8 weights are offered for the fast streaming step only")
     kind = "fast-step" if fast_step else "streaming" if net.cfg.causal else "offline"
+    kind += "-int8" if precision == "int8" else ""
     path = _cache_dir() / f"{kind}-{h.hexdigest()[:20]}.onnx"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +132,7 @@ def onnx_session(model: WaveGaGNet, threads: int | None = None, fast_step: bool 
         logger.info("exporting the network to ONNX (once per model): %s", path)
         try:
             if fast_step:
-                export_streaming(model, tmp, frames_per_step=1, fast=True)
+                export_streaming(model, tmp, frames_per_step=1, fast=True, precision=precision)
             elif net.cfg.causal:
                 export_streaming(model, tmp, frames_per_step=None)
             else:

@@ -49,9 +49,18 @@ def fast_step_supported(cfg: GaGNetConfig) -> bool:
     return cfg.causal and cfg.norm in FAST_NORMS and (cfg.norm != "cin" or cfg.cin_prior > 0)
 
 
-def _col(v: Tensor) -> Tensor:
-    """(C,) -> (1, C, 1) float32, for per-channel ops on (1, C, L) tensors."""
-    return v.detach().float().reshape(1, -1, 1).clone()
+def _unit(slope: Tensor) -> bool:
+    """True when every PReLU slope is in [0, 1], where ``max(h, w h)`` is exact."""
+    return bool(((slope >= 0) & (slope <= 1)).all())
+
+
+def _prelu(h: Tensor, slope: Tensor, unit: bool) -> Tensor:
+    """PReLU with slopes broadcast over ``h``'s last dim, as ``max(h, w h)`` when every slope is in
+    [0, 1] (``unit``, see :func:`_unit`), else ``relu(h) + w min(h, 0)``: ONNX Runtime's PRelu
+    broadcasts the slopes element by element, at several times the cost."""
+    if unit:
+        return torch.maximum(h, h * slope)
+    return torch.relu(h) + slope * torch.clamp(h, max=0.0)
 
 
 class _Norm(nn.Module):
@@ -68,15 +77,12 @@ class _Norm(nn.Module):
         self.eps = float(norms[0].eps)
         self.register_buffer("weight", torch.cat([n.weight.detach() for n in norms]).float())
         self.register_buffer("bias", torch.cat([n.bias.detach() for n in norms]).float())
-        if self.kind == "bn":
-            self.register_buffer("mean", torch.cat([n.running_mean for n in norms]).float())
-            self.register_buffer("var", torch.cat([n.running_var for n in norms]).float())
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Batch norm of ``x`` (1, C, L) with the running statistics (``bn`` only)."""
-        if self.kind != "bn":
-            raise RuntimeError("cumulative norms are applied by _BinNorms / _TcmNorms")
-        return F.batch_norm(x, self.mean, self.var, self.weight, self.bias, False, 0.0, self.eps)
+        if self.kind == "bn":  # eval-mode batch norm is the per-channel affine map scale * x + shift
+            mean = torch.cat([n.running_mean for n in norms]).double()
+            var = torch.cat([n.running_var for n in norms]).double()
+            scale = self.weight.double() / torch.sqrt(var + self.eps)
+            self.register_buffer("scale", scale.float())
+            self.register_buffer("shift", (self.bias.double() - mean * scale).float())
 
 
 class _Block(nn.Module):
@@ -114,22 +120,26 @@ class _Block(nn.Module):
             weight = w.permute(3, 2, 1, 0).reshape(kf * w.shape[2] * self.cin, -1)
             idx = torch.arange(self.f_out)[:, None] * stride + torch.arange(kf)
         self.register_buffer("idx", idx.reshape(-1))
-        self.weight = nn.Parameter(weight.float().contiguous(), requires_grad=False)
-        self.bias = nn.Parameter(conv.bias.detach().float().clone(), requires_grad=False)
+        weight, bias = weight.float().clone(), conv.bias.detach().float().clone()
         self.norm = _Norm([block.norm])
+        self.shift: nn.Parameter | None = None
+        if self.norm.kind == "bn":  # the norm's scale goes into the conv (its main half when gated)
+            c = self.norm.scale.numel()
+            weight[:, :c] *= self.norm.scale
+            bias[:c] *= self.norm.scale
+            if self.gated:  # m s * sigmoid(g) + shift
+                self.shift = nn.Parameter(self.norm.shift.clone(), requires_grad=False)
+            else:
+                bias += self.norm.shift
+        self.weight = nn.Parameter(weight.contiguous(), requires_grad=False)
+        self.bias = nn.Parameter(bias, requires_grad=False)
         self.prelu = nn.Parameter(block.act.weight.detach().clone(), requires_grad=False)
-        self.prelu_as_max = bool(((self.prelu >= 0) & (self.prelu <= 1)).all())
-
-    def act(self, h: Tensor) -> Tensor:
-        """PReLU of (F, C) as ``max(h, w h)`` (exact for slopes in [0, 1]) or ``relu(h) + w min(h, 0)``:
-        ONNX Runtime's PRelu broadcasts the slopes element by element, at several times the cost."""
-        if self.prelu_as_max:
-            return torch.maximum(h, h * self.prelu)
-        return torch.relu(h) + self.prelu * torch.clamp(h, max=0.0)
+        self.unit = _unit(self.prelu)
 
     def forward(self, x: Tensor, pad: Tensor | None,
                 norm: Callable[[_Norm, Tensor], Tensor]) -> tuple[Tensor, Tensor | None]:
-        """(F, Cin) -> (F', Cout), with the new past frames (F, span*Cin); ``norm(site, h)`` normalises."""
+        """(F, Cin) -> (F', Cout), with the new past frames (F, span*Cin); ``norm(site, h)`` applies a
+        cumulative norm (batch norm is folded into the conv)."""
         win = torch.cat((pad, x), dim=1) if pad is not None else x
         new_pad = None if pad is None else x if self.span == 1 else win[:, self.cin :]
         if self.transposed:
@@ -139,39 +149,107 @@ class _Block(nn.Module):
         if self.gated:
             m, g = h.chunk(2, dim=1)
             h = m * torch.sigmoid(g)
-        return self.act(norm(self.norm, h)), new_pad
+        if self.norm.kind != "bn":
+            h = norm(self.norm, h)
+        elif self.shift is not None:
+            h = h + self.shift
+        return _prelu(h, self.prelu, self.unit), new_pad
 
 
 class _BatchedSTCM(nn.Module):
-    """S parallel S-TCMs (one per stack) as grouped convs on (1, S * d_feat, 1)."""
+    """S parallel S-TCMs (one per stack) on (S, 1, d_feat): every 1x1 and dilated conv of the S
+    stacks is one batched matrix product with constant (S, in, out) weights.
+
+    The dilated conv reads ``kd1`` taps, oldest first: the ``kd1 - 1`` past normalised squeeze
+    outputs (gathered for all layers at once by :class:`FastStep`, see :class:`_TcmWindows`)
+    and the current one. A batch norm (``bn``) is a per-channel affine map: the second one is
+    folded into the expand weights and a bias; the first one's scale folds into the squeeze
+    weights where it is positive (PReLU commutes with a positive scale), and its shift stays a
+    sum, because the past taps are its outputs (zeros before the stream starts).
+    """
 
     def __init__(self, layers: list[SqueezedTCM]) -> None:
         super().__init__()
         s = len(layers)
-        self.groups = s
+        c = layers[0].squeeze.weight.shape[0]
+        k = layers[0].dconv.kernel_size[0]
         self.dilation = layers[0].dilation
-        self.span = (layers[0].dconv.kernel_size[0] - 1) * self.dilation
-        cat = lambda name: torch.cat([getattr(m, name).weight.detach() for m in layers])  # noqa: E731
-        self.squeeze = nn.Parameter(cat("squeeze"), requires_grad=False)  # (S*cd1, d_feat, 1)
-        self.act1 = nn.Parameter(cat("act1"), requires_grad=False)
+        self.span = (k - 1) * self.dilation
+        stack = lambda ws: torch.stack([w.detach().float() for w in ws]).contiguous()  # noqa: E731
+        squeeze = stack([m.squeeze.weight[:, :, 0].t() for m in layers])  # (S, d_feat, cd1)
+        self.act1 = nn.Parameter(stack([m.act1.weight.reshape(1, -1) for m in layers]), requires_grad=False)
+        # row j * cd1 + ci of tap j: (S, kd1 * cd1, cd1)
+        self.dconv = nn.Parameter(stack([m.dconv.weight.permute(2, 1, 0).reshape(k * c, c) for m in layers]),
+                                  requires_grad=False)
+        self.act2 = nn.Parameter(stack([m.act2.weight.reshape(1, -1) for m in layers]), requires_grad=False)
+        self.unit1, self.unit2 = _unit(self.act1), _unit(self.act2)
         self.norm1 = _Norm([m.norm1 for m in layers])
-        self.dconv = nn.Parameter(cat("dconv"), requires_grad=False)  # (S*cd1, cd1, kd1)
-        self.act2 = nn.Parameter(cat("act2"), requires_grad=False)
         self.norm2 = _Norm([m.norm2 for m in layers])
-        self.expand = nn.Parameter(cat("expand"), requires_grad=False)  # (S*d_feat, cd1, 1)
+        expand = stack([m.expand.weight[:, :, 0].t() for m in layers])  # (S, cd1, d_feat)
+        self.bn = self.norm1.kind == "bn"
+        self.fold1 = self.bn and bool((self.norm1.scale > 0).all())
+        if self.bn:
+            scale1 = self.norm1.scale.reshape(s, 1, c)
+            if self.fold1:  # s PReLU(z) = PReLU(s z) for s > 0
+                squeeze = squeeze * scale1
+            else:
+                self.register_buffer("scale1", scale1.clone())
+            self.register_buffer("shift1", self.norm1.shift.reshape(s, 1, c).clone())
+            # (h s2 + b2) E = h (s2 E) + b2 E
+            self.register_buffer("expand_bias", torch.bmm(self.norm2.shift.reshape(s, 1, c), expand))
+            expand = expand * self.norm2.scale.reshape(s, c, 1)
+        self.squeeze = nn.Parameter(squeeze.contiguous(), requires_grad=False)
+        self.expand = nn.Parameter(expand.contiguous(), requires_grad=False)
 
-    def forward(self, x: Tensor, pad: Tensor, norm: Callable[[_Norm, Tensor], Tensor]) -> tuple[Tensor, Tensor]:
-        """x (1, S*d_feat, 1), pad (1, S*cd1, span) past dconv inputs -> x', pad'.
+    def forward(self, x: Tensor, past: Tensor, norm: Callable[[_Norm, Tensor], Tensor]) -> tuple[Tensor, Tensor]:
+        """x (S, 1, d_feat), past (S, 1, (kd1 - 1) cd1) the past taps -> x' and this frame's tap (S, 1, cd1).
 
-        ``norm(site, h)`` applies one of this layer's two norm sites (and keeps its state).
+        ``norm(site, h)`` applies one of this layer's two cumulative norm sites to (1, S * cd1, 1)
+        (and keeps its state); batch norms are applied here.
         """
-        g = self.groups
-        h = norm(self.norm1, F.prelu(F.conv1d(x, self.squeeze, groups=g), self.act1))
-        win = torch.cat((pad, h), dim=2)
-        h = F.conv1d(win, self.dconv, dilation=self.dilation, groups=g)
-        h = norm(self.norm2, F.prelu(h, self.act2))
-        # the residual enters as the expand conv's bias: x + W h in one op
-        return F.conv1d(h, self.expand, x.reshape(-1), groups=g), win[:, :, 1:]
+        h = _prelu(torch.matmul(x, self.squeeze), self.act1, self.unit1)
+        if self.fold1:
+            h = h + self.shift1
+        elif self.bn:
+            h = h * self.scale1 + self.shift1
+        else:
+            h = norm(self.norm1, h.reshape(1, -1, 1)).reshape(h.shape)
+        u = _prelu(torch.matmul(torch.cat((past, h), dim=2), self.dconv), self.act2, self.unit2)
+        if self.bn:
+            return x + self.expand_bias + torch.matmul(u, self.expand), h
+        u = norm(self.norm2, u.reshape(1, -1, 1)).reshape(u.shape)
+        return x + torch.matmul(u, self.expand), h
+
+
+class _TcmWindows(nn.Module):
+    """The past dilated-conv inputs of every S-TCM of every stage, as one state tensor.
+
+    State (S, R, cd1): layer i owns rows ``[o_i, o_i + span_i)``, its last ``span_i`` normalised
+    squeeze outputs, oldest first (zeros at the start). Everything a frame reads from it is in
+    the past, so one gather at the start of the frame gives every layer its ``kd1 - 1`` past
+    taps (:meth:`past`), and one concat and gather at the end drop each layer's oldest row and
+    append its new one (:meth:`advance`): two ops per frame instead of four per layer.
+    """
+
+    def __init__(self, spans: list[int], dilations: list[int], kd1: int) -> None:
+        super().__init__()
+        offsets = [sum(spans[:i]) for i in range(len(spans))]
+        self.rows = sum(spans)
+        self.n_layers, self.taps = len(spans), kd1 - 1
+        past = [o + j * d for o, d in zip(offsets, dilations) for j in range(kd1 - 1)]
+        nxt = [r for i, (o, n) in enumerate(zip(offsets, spans)) for r in [*range(o + 1, o + n), self.rows + i]]
+        self.register_buffer("past_rows", torch.tensor(past))
+        self.register_buffer("next_rows", torch.tensor(nxt))
+
+    def past(self, state: Tensor) -> list[Tensor]:
+        """(S, R, C) -> per layer (S, 1, (kd1 - 1) C), its past taps oldest first."""
+        s, _, c = state.shape
+        taps = state.index_select(1, self.past_rows).reshape(s, self.n_layers, self.taps * c)
+        return list(taps.split(1, dim=1))
+
+    def advance(self, state: Tensor, new: list[Tensor]) -> Tensor:
+        """The next state from this frame's taps ``new`` (per layer (S, 1, C))."""
+        return torch.cat([state, *new], dim=1).index_select(1, self.next_rows)
 
 
 class _TcmNorms(nn.Module):
@@ -308,11 +386,13 @@ class _BinNorms(nn.Module):
 
 
 class _Stage(nn.Module):
-    """One glance-gaze module for one frame: (1, d_feat, 1) features, (1, 2, F, 1) previous -> refined.
+    """One glance-gaze module for one frame: (1, d_feat) features, (1, 2, F, 1) previous -> refined.
 
     The features come bin-major (the encoder runs channels last: feature ``f * c_end + c`` is
     channel c of bin f, where the model flattens channel-major), so the input conv's feature
-    weights are permuted to match.
+    weights are permuted to match. The four gated input convs (glance and gaze, main and gate)
+    are one matrix product; the three stacks (glance, gaze real, gaze imaginary) run batched,
+    and so do the gain and the two residual outputs.
     """
 
     def __init__(self, stage: nn.Module, cfg: GaGNetConfig, feat_bins: int) -> None:
@@ -320,34 +400,37 @@ class _Stage(nn.Module):
         gl, gz = stage.glance, stage.gaze
         d = cfg.d_feat
         convs = [gl.inp.main, gz.inp.main, gl.inp.gate, gz.inp.gate]
-        w = torch.cat([c.weight.detach() for c in convs])  # (4 d, d_feat + 2 F, 1), features channel-major
+        w = torch.cat([c.weight.detach()[:, :, 0] for c in convs])  # (4 d, d_feat + 2 F), features channel-major
         order = torch.arange(d).reshape(-1, feat_bins).t().reshape(-1)  # bin-major position -> model's
-        self.inp = nn.Parameter(torch.cat((w[:, order], w[:, d:]), dim=1), requires_grad=False)
-        self.inp_bias = nn.Parameter(torch.cat([c.bias.detach() for c in convs]), requires_grad=False)
+        self.inp = nn.Parameter(torch.cat((w[:, order], w[:, d:]), dim=1).t().float().contiguous(),
+                                requires_grad=False)  # (d_feat + 2 F, 4 d)
+        self.inp_bias = nn.Parameter(torch.cat([c.bias.detach() for c in convs]).float(), requires_grad=False)
         # stacks: glance, gaze real, gaze imaginary (a squeezed gaze's one stack serves both)
         stacks = [gl.tcm, gz.tcm, gz.tcm] if gz.shared else [gl.tcm, gz.tcm_real, gz.tcm_imag]
         layers = [[m for group in st for m in group] for st in stacks]
         self.tcms = nn.ModuleList(_BatchedSTCM(list(ms)) for ms in zip(*layers))
         self.register_buffer("pick", torch.cat((torch.arange(2 * d), torch.arange(d, 2 * d))))
         outs = [gl.gain, gz.out_real, gz.out_imag]
-        self.out = nn.Parameter(torch.cat([c.weight.detach() for c in outs]), requires_grad=False)
-        self.out_bias = nn.Parameter(torch.cat([c.bias.detach() for c in outs]), requires_grad=False)
+        self.out = nn.Parameter(torch.stack([c.weight.detach()[:, :, 0].t().float() for c in outs]).contiguous(),
+                                requires_grad=False)  # (3, d_feat, F)
+        self.out_bias = nn.Parameter(torch.stack([c.bias.detach().float().reshape(1, -1) for c in outs]),
+                                     requires_grad=False)  # (3, 1, F)
         self.act = gl.act
         self.n_freq = cfg.n_freq
 
-    def forward(self, feat: Tensor, prev: Tensor, pads: list[Tensor],
+    def forward(self, feat: Tensor, prev: Tensor, pasts: list[Tensor],
                 norm: Callable[[_Norm, Tensor], Tensor]) -> tuple[Tensor, list[Tensor]]:
-        """``pads``: the dconv past frames of each S-TCM position; returns the estimate and the new pads."""
-        x = torch.cat((feat, prev.reshape(1, -1, 1)), dim=1)
-        m, g = F.conv1d(x, self.inp, self.inp_bias).chunk(2, dim=1)
-        h = (m * torch.sigmoid(g)).index_select(1, self.pick)  # (1, 3*d_feat, 1)
+        """``pasts``: the past dconv taps of each S-TCM position; returns the estimate and this frame's taps."""
+        x = torch.cat((feat, prev.reshape(1, -1)), dim=1)
+        m, g = torch.addmm(self.inp_bias, x, self.inp).chunk(2, dim=1)
+        h = (m * torch.sigmoid(g)).index_select(1, self.pick).reshape(3, 1, -1)  # glance, gaze, gaze
         new: list[Tensor] = []
-        for tcm, pad in zip(self.tcms, pads):
-            h, pad = tcm(h, pad, norm)
-            new.append(pad)
-        o = F.conv1d(h, self.out, self.out_bias, groups=3).reshape(1, 3, self.n_freq, 1)
-        gain, res = o.split((1, 2), dim=1)
-        return self.act(gain) * prev + res, new
+        for tcm, past in zip(self.tcms, pasts):
+            h, tap = tcm(h, past, norm)
+            new.append(tap)
+        o = torch.matmul(h, self.out) + self.out_bias  # (3, 1, F)
+        gain, res = o.split((1, 2), dim=0)
+        return self.act(gain).reshape(1, 1, -1, 1) * prev + res.reshape(1, 2, -1, 1), new
 
 
 class FastStep(nn.Module):
@@ -389,6 +472,8 @@ class FastStep(nn.Module):
             self.blocks.append(_Block(b, f))
             f = self.blocks[-1].f_out
         self.stages = nn.ModuleList(_Stage(s, cfg, f) for s in net.stages)
+        tcms = [tcm for st in self.stages for tcm in st.tcms]
+        self.windows = _TcmWindows([t.span for t in tcms], [t.dilation for t in tcms], cfg.kd1)
         # every norm of a kind shares one state and a batched update (see _BinNorms, _TcmNorms)
         self.enc_norms: _BinNorms | None = None
         self.tcm_norms: _TcmNorms | None = None
@@ -450,8 +535,8 @@ class FastStep(nn.Module):
             at = len(new)
             enc_norm = lambda site, h: en.apply(h)  # noqa: E731
             tcm_norm = lambda site, h: tn.apply(h)  # noqa: E731
-        else:  # fixed batch norm
-            enc_norm = tcm_norm = lambda site, h: site(h)  # noqa: E731
+        else:  # batch norm: folded into the blocks and S-TCMs
+            enc_norm = tcm_norm = None  # type: ignore[assignment]
 
         def block(i: int, x: Tensor) -> Tensor:
             b = self.blocks[i]
@@ -476,13 +561,15 @@ class FastStep(nn.Module):
                 h = block(i + 1 + depth + j, h)
             x = x + h
             i += 1 + 2 * depth
-        feat = block(i, x).reshape(1, -1, 1)  # (1, feat_bins * c_end, 1), bin-major (see _Stage)
+        feat = block(i, x).reshape(1, -1)  # (1, feat_bins * c_end), bin-major (see _Stage)
         prev = spec
-        c = 3 * self.cfg.cd1
+        windows = take((3, self.windows.rows, self.cfg.cd1))
+        pasts, taps = self.windows.past(windows), []
         for stage in self.stages:
-            pads = [take((1, c, tcm.span)) for tcm in stage.tcms]
-            prev, new_pads = stage(feat, prev, pads, tcm_norm)
-            new += new_pads
+            n = len(stage.tcms)
+            prev, new_taps = stage(feat, prev, pasts[:n], tcm_norm)
+            pasts, taps = pasts[n:], taps + new_taps
+        new.append(self.windows.advance(windows, taps))
         if en is not None and tn is not None:
             new[at:at] = [*en.finish(), *tn.finish()]
         return (prev, *new)

@@ -96,7 +96,9 @@ class StreamingEnhancer:
     one it supports; else PyTorch, said in the log), ``torch`` or ``onnx``. With a limit of
     ``g = 10 ** (-dB / 20)`` the output is ``(1 - g) * enhanced + g * input``, the input
     delayed by ``latency_samples`` like the enhanced stream: the same as
-    :meth:`~gagnet.Enhancer.enhance` with that limit.
+    :meth:`~gagnet.Enhancer.enhance` with that limit. ``precision="int8"`` runs the ONNX fast
+    step with int8 weights (:mod:`gagnet.quantize`; faster, about -30 dB from float32; needs
+    onnxruntime, so ``backend`` must be ``auto`` or ``onnx``).
     """
 
     # subclasses that run the network elsewhere set up through _setup() alone: no limit, no facade
@@ -104,9 +106,10 @@ class StreamingEnhancer:
     _floor: float = 0.0
     limit_db: float | None = None
     backend = "torch"
+    precision = "fp32"
 
     def __init__(self, model: Any, device: str | torch.device = "cpu", backend: str | None = None,
-                 atten_lim_db: float | None | str = FROM_MODEL, threads: int = 1) -> None:
+                 atten_lim_db: float | None | str = FROM_MODEL, threads: int = 1, precision: str = "fp32") -> None:
         enhancer = hasattr(model, "model") and hasattr(model, "atten_lim_db")  # an Enhancer
         if enhancer:
             limit = model.atten_lim_db if atten_lim_db == FROM_MODEL else atten_lim_db
@@ -120,13 +123,23 @@ class StreamingEnhancer:
         # an Enhancer (or from_pretrained) gets the fastest back end installed; a bare network
         # the PyTorch twin unless asked otherwise
         backend = backend or ("auto" if enhancer else "torch")
+        if precision not in ("fp32", "int8"):
+            raise ValueError(f"precision must be fp32 or int8, got {precision!r}")
+        if precision == "int8" and backend == "torch":
+            raise ValueError("int8 weights run in ONNX Runtime only: use backend='auto' or 'onnx'")
         self._inner = None
         self.backend = _streaming_backend(backend, net, torch.device(device))
+        if precision == "int8" and self.backend != "onnx":
+            raise ValueError("int8 weights need the ONNX fast step (onnxruntime installed, a causal config with "
+                             "norm cin or bn, on the CPU)")
+        #: Weight precision of the network as run: "fp32" or "int8".
+        self.precision = precision
         if self.backend == "onnx":
             from .enhance import onnx_session
             from .export import OnnxStreamingEnhancer
 
-            self._inner = OnnxStreamingEnhancer(onnx_session(WaveGaGNet(net), threads, fast_step=True))
+            self._inner = OnnxStreamingEnhancer(onnx_session(WaveGaGNet(net), threads, fast_step=True,
+                                                             precision=precision))
             self.cfg, self.latency_samples, self.device = self._inner.cfg, self._inner.latency_samples, torch.device("cpu")
         else:
             self._setup(net.cfg, device)
@@ -135,17 +148,19 @@ class StreamingEnhancer:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | None = None, backend: str = "auto",
-                        atten_lim_db: float | None | str = FROM_MODEL, threads: int = 1) -> "StreamingEnhancer":
+                        atten_lim_db: float | None | str = FROM_MODEL, threads: int = 1,
+                        precision: str = "fp32") -> "StreamingEnhancer":
         """A shipped model by name (default: the default model) or a ``.pt``/``.ckpt`` file, with
         the attenuation limit the model names (``atten_lim_db``: a number of dB, or None for the
         network alone) and the fastest back end installed: the ONNX fast step when onnxruntime is
         there (exported once and cached), else PyTorch (said in the log). Same output as
-        :meth:`gagnet.Enhancer.enhance` with the same settings, delayed by ``latency_samples``."""
+        :meth:`gagnet.Enhancer.enhance` with the same settings, delayed by ``latency_samples``.
+        ``precision="int8"``: the fast step with int8 weights (see the class)."""
         from .pretrained import load_model, recommended_atten_lim
 
         model = load_model(name_or_path)
         limit = recommended_atten_lim(name_or_path) if atten_lim_db == FROM_MODEL else atten_lim_db
-        return cls(model, backend=backend, atten_lim_db=limit, threads=threads)
+        return cls(model, backend=backend, atten_lim_db=limit, threads=threads, precision=precision)
 
     def _setup(self, cfg: GaGNetConfig, device: str | torch.device, delay_frames: int = 0) -> None:
         """Signal-path settings, shared with subclasses that run the network elsewhere (ONNX).
