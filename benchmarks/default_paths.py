@@ -4,7 +4,9 @@ Streaming (the shipped default model, 10 ms chunks fed to ``process``, framing a
 attenuation limit included):
 
 * ``StreamingEnhancer.from_pretrained()``: the default, the ONNX fast step in float32;
-* ``from_pretrained(precision="int8")``: the same step with int8 weights (:mod:`gagnet.quantize`);
+* ``from_pretrained(precision="int8")``: the encoder in ONNX Runtime and the glance-gaze stages in
+  C with weight-only int8 (:mod:`gagnet.native`);
+* the same without a C compiler: ONNX Runtime's int8 graph (:mod:`gagnet.quantize`);
 * ``from_pretrained(backend="torch")``: the PyTorch fallback.
 
 Each row's error is its largest difference from ``Enhancer.from_pretrained(backend="torch")
@@ -47,9 +49,31 @@ EXAMPLE = Path(__file__).parent.parent / "examples" / "noisy_example.flac"
 
 ROWS = {
     "default: from_pretrained() (ONNX fast step, float32)": {},
-    "from_pretrained(precision='int8')": {"precision": "int8"},
+    "from_pretrained(precision='int8') (native int8 stages)": {"precision": "int8"},
+    "int8 without a C compiler (ONNX Runtime int8 graph)": {"precision": "int8", "no_native": True},
     "from_pretrained(backend='torch') (PyTorch fallback)": {"backend": "torch"},
 }
+
+
+class _no_native:
+    """Within it, the native stages are unavailable (as on a machine without a C compiler)."""
+
+    def __init__(self, on: bool) -> None:
+        self.on = on
+
+    def __enter__(self) -> None:
+        import gagnet.native as nat
+
+        self.saved = nat.load_library
+        if self.on:
+            def unavailable() -> Any:
+                raise nat.NativeUnavailable("benchmark row without the native stages")
+            nat.load_library = unavailable
+
+    def __exit__(self, *exc: object) -> None:
+        import gagnet.native as nat
+
+        nat.load_library = self.saved
 
 
 def _stream(enh: Any, x: np.ndarray, chunk: int = 160) -> np.ndarray:
@@ -71,27 +95,33 @@ def streaming(seconds: float, torch_seconds: float) -> dict[str, Any]:
     rows, f32 = [], None
     monitor = _Interference()
     for name, kw in ROWS.items():
-        make = lambda kw=kw: gagnet.StreamingEnhancer.from_pretrained(threads=1, **kw)  # noqa: E731
+        kw = dict(kw)
+        off = kw.pop("no_native", False)
+        with _no_native(off):
+            enh = gagnet.StreamingEnhancer.from_pretrained(threads=1, **kw)
         with monitor:
-            s = streaming_stats(model, torch_seconds if kw.get("backend") == "torch" else seconds, 1, make)
-        y = _stream(make(), x)
+            s = streaming_stats(model, torch_seconds if kw.get("backend") == "torch" else seconds, 1, lambda: enh)
+        y = _stream(enh, x)
         row = {"path": name, "ms_per_hop_mean": s["ms_per_hop_mean"], "ms_per_hop_p95": s["ms_per_hop_p95"],
                "hops": s["hops"], "max_abs_vs_offline": float(np.abs(y - ref).max())}
         if f32 is None:
             f32 = y
         elif kw.get("precision") == "int8":
             row["diff_vs_float32_db"] = _db(y - f32, f32)
+        row["engine"] = enh.engine
         log.info("%s: %.3f ms/hop, error %.1e", name, row["ms_per_hop_mean"], row["max_abs_vs_offline"])
         rows.append(row)
     return {"rows": rows, "other_load_cpus": monitor.cpus}
 
 
 def dev_change(dev: Path) -> dict[str, Any]:
-    """Mean WB-PESQ / STOI of the int8 and float32 steps over the dev clips, with and without the limit."""
+    """Mean WB-PESQ / STOI of the float32 step and both int8 steps over the dev clips, with and without the limit."""
     out: dict[str, Any] = {}
     for limit in ("model", None):
         kw = {} if limit == "model" else {"atten_lim_db": None}
         enh = {p: gagnet.StreamingEnhancer.from_pretrained(precision=p, threads=1, **kw) for p in ("fp32", "int8")}
+        with _no_native(True):
+            enh["int8-onnx"] = gagnet.StreamingEnhancer.from_pretrained(precision="int8", threads=1, **kw)
         scores: dict[str, list[tuple[float, float]]] = {p: [] for p in enh}
         files = sorted((dev / "noisy").glob("*.flac"))
         for f in files:
@@ -100,19 +130,23 @@ def dev_change(dev: Path) -> dict[str, Any]:
             for p, e in enh.items():
                 y = _stream(e, x)
                 scores[p].append((pesq_wb(c, y), stoi(c, y)))
-        a, b = np.array(scores["fp32"]), np.array(scores["int8"])
-        d = b - a
+        a = np.array(scores["fp32"])
         key = "with_limit" if limit == "model" else "network_alone"
-        out[key] = {"clips": len(files), "fp32_pesq_wb": a[:, 0].mean(), "int8_pesq_wb": b[:, 0].mean(),
-                    "fp32_stoi": a[:, 1].mean(), "int8_stoi": b[:, 1].mean(),
-                    "pesq_wb_change": d[:, 0].mean(), "stoi_change": d[:, 1].mean(),
-                    "pesq_wb_change_max_abs": np.abs(d[:, 0]).max(), "stoi_change_max_abs": np.abs(d[:, 1]).max()}
+        out[key] = {"clips": len(files), "fp32_pesq_wb": a[:, 0].mean(), "fp32_stoi": a[:, 1].mean()}
+        for p in ("int8", "int8-onnx"):
+            b = np.array(scores[p])
+            d = b - a
+            out[key].update({f"{p}_pesq_wb": b[:, 0].mean(), f"{p}_stoi": b[:, 1].mean(),
+                             f"{p}_pesq_wb_change": d[:, 0].mean(), f"{p}_stoi_change": d[:, 1].mean(),
+                             f"{p}_pesq_wb_change_max_abs": np.abs(d[:, 0]).max(),
+                             f"{p}_stoi_change_max_abs": np.abs(d[:, 1]).max()})
         log.info("%s: %s", key, out[key])
     return {k: {kk: float(vv) for kk, vv in v.items()} for k, v in out.items()}
 
 
 def table(res: dict[str, Any]) -> str:
     lines = ["| path (one thread) | ms per 10 ms hop, mean (p95) | error |", "|---|---|---|"]
+    res = json.loads(json.dumps(res))  # plain floats
     for r in res["streaming"]["rows"]:
         err = f"max abs {r['max_abs_vs_offline']:.1e} from offline"
         if "diff_vs_float32_db" in r:

@@ -156,7 +156,7 @@ def test_int8_step_is_close_and_torch_int8_is_refused(tiny, capsys):
     assert y.shape == x.shape and -50 < err_db < -15  # int8: close, not equal
     code, _ = _run(["--model", str(tiny[1]), "--int8", "--backend", "torch"], _wav_bytes(x, 16000, "FLOAT"))
     err = capsys.readouterr().err
-    assert code == 2 and "ONNX Runtime only" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "not in PyTorch" in err and len(err.strip().splitlines()) == 1
 
 
 def test_exported_onnx_model_and_raw_stereo_f32(tiny, tmp_path):

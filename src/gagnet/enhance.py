@@ -100,7 +100,7 @@ def _cache_dir() -> Path:
 
 
 def onnx_session(model: WaveGaGNet, threads: int | None = None, fast_step: bool = False,
-                 precision: str = "fp32") -> Any:
+                 precision: str = "fp32", encoder_only: bool = False) -> Any:
     """An ONNX Runtime session running ``model``'s network, exported on first use and cached.
 
     Causal models get the streaming graph with a dynamic frame count (state carried between
@@ -108,13 +108,14 @@ def onnx_session(model: WaveGaGNet, threads: int | None = None, fast_step: bool 
     :mod:`gagnet.fast_step` (causal models it supports), the quickest for streaming. The cache (``$GAGNET_CACHE``, else
     ``~/.cache/gagnet``) is keyed by a hash of the config, the weights and the versions of
     gagnet and torch; a file is written under a temporary name and renamed when complete.
-    ``precision="int8"`` (with ``fast_step``) gives the step with int8 weights.
+    ``precision="int8"`` (with ``fast_step``) gives the step with int8 weights;
+    ``encoder_only`` (with ``fast_step``) its encoder alone (:func:`~gagnet.export.export_fast_encoder`).
     """
     import hashlib
     import json
 
     from . import __version__
-    from .export import export_offline, export_streaming, make_session
+    from .export import export_fast_encoder, export_offline, export_streaming, make_session
 
     net = model.net if isinstance(model, WaveGaGNet) else model
     h = hashlib.sha256(json.dumps([net.cfg.to_dict(), __version__, torch.__version__]).encode())
@@ -125,13 +126,16 @@ def onnx_session(model: WaveGaGNet, threads: int | None = None, fast_step: bool 
         raise ValueError("int8 weights are offered for the fast streaming step only")
     kind = "fast-step" if fast_step else "streaming" if net.cfg.causal else "offline"
     kind += "-int8" if precision == "int8" else ""
+    kind = "fast-encoder" if encoder_only else kind
     path = _cache_dir() / f"{kind}-{h.hexdigest()[:20]}.onnx"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
         logger.info("exporting the network to ONNX (once per model): %s", path)
         try:
-            if fast_step:
+            if encoder_only:
+                export_fast_encoder(model, tmp)
+            elif fast_step:
                 export_streaming(model, tmp, frames_per_step=1, fast=True, precision=precision)
             elif net.cfg.causal:
                 export_streaming(model, tmp, frames_per_step=None)

@@ -248,6 +248,22 @@ def export_streaming(model: WaveGaGNet | GaGNet, path: str | os.PathLike, frames
     return path
 
 
+def export_fast_encoder(model: WaveGaGNet | GaGNet, path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> Path:
+    """Write the encoder part of the fast step (:class:`~gagnet.fast_step.FastStep` with
+    ``encoder_only``; causal batch-norm configs): inputs ``spec`` (1, 2, F, 1) and ``state_i``,
+    outputs ``features`` (1, d_feat) and ``new_state_i``. :mod:`gagnet.native` runs the stages."""
+    from .fast_step import FastStep
+
+    net = _gagnet(model)
+    step = FastStep(net, encoder_only=True).eval()
+    zeros = step.initial_state()
+    n = len(zeros)
+    meta = {META_GRAPH: "fast-encoder", META_CONFIG: json.dumps(net.cfg.to_dict())}
+    return _write(step, (torch.zeros(1, 2, net.cfg.n_freq, 1), *zeros), path, opset,
+                  ["spec"] + [f"state_{i}" for i in range(n)], ["features"] + [f"new_state_{i}" for i in range(n)],
+                  None, meta)
+
+
 # --------------------------------------------------------------------------- runtime
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64}
 

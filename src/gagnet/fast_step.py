@@ -438,12 +438,19 @@ class FastStep(nn.Module):
 
     ``spec`` and ``estimate`` are (1, 2, F, 1) compressed real/imag spectra (the last stage's
     estimate); the state tensors are listed by :meth:`initial_state` (all zeros at the start of
-    a stream). Built from the weights of ``net``, which is left untouched.
+    a stream). Built from the weights of ``net``, which is left untouched. With
+    ``encoder_only`` (batch norm only) the step stops at the encoder: ``(spec, *encoder_state)
+    -> (features (1, d_feat), *new_encoder_state)``, the features bin-major as the stages'
+    input weights here expect (:mod:`gagnet.native` runs the stages).
     """
 
-    def __init__(self, net: GaGNet) -> None:
+    def __init__(self, net: GaGNet, encoder_only: bool = False) -> None:
         super().__init__()
         cfg = net.cfg
+        if encoder_only and cfg.norm != "bn":
+            raise ValueError("encoder_only needs norm 'bn' (cumulative norms share their state with the stages)")
+        #: Return the encoder's features (1, d_feat) instead of the estimate (the stages run elsewhere).
+        self.encoder_only = encoder_only
         if not cfg.causal:
             raise NotCausalError(f"config {cfg.name!r} looks at future frames and cannot stream")
         if cfg.norm not in FAST_NORMS:
@@ -562,6 +569,8 @@ class FastStep(nn.Module):
             x = x + h
             i += 1 + 2 * depth
         feat = block(i, x).reshape(1, -1)  # (1, feat_bins * c_end), bin-major (see _Stage)
+        if self.encoder_only:
+            return (feat, *new)
         prev = spec
         windows = take((3, self.windows.rows, self.cfg.cd1))
         pasts, taps = self.windows.past(windows), []

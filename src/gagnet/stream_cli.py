@@ -166,7 +166,7 @@ def make_processor_factory(model_arg: str | None, config: str | None, onnx: bool
     ``onnx`` (or ``onnx=True``) always in ONNX Runtime, ``torch`` always in PyTorch.
     ``precision="int8"``: the fast step with int8 weights.
     """
-    from .streaming import DelayCompensated, NotCausalError, StreamingEnhancer, _streaming_backend
+    from .streaming import DelayCompensated, NotCausalError, StreamingEnhancer, _fast_streamer, _streaming_backend
 
     if model_arg is not None and model_arg.lower().endswith(".onnx"):
         if config is not None:
@@ -194,23 +194,26 @@ def make_processor_factory(model_arg: str | None, config: str | None, onnx: bool
         raise NotCausalError(f"model config {model.cfg.name!r} (norm={model.cfg.norm!r}) is not causal and cannot "
                              "stream; use `gagnet enhance` for it")
     if precision == "int8" and (backend == "torch" and not onnx):
-        raise ValueError("--int8 runs in ONNX Runtime only (drop --backend torch)")
+        raise ValueError("--int8 runs on the fast step only, not in PyTorch (drop --backend torch)")
     import torch
 
     from .fast_step import fast_step_supported
 
     chosen = _streaming_backend("onnx" if onnx else backend, model.net, torch.device("cpu"))
     if chosen == "onnx":
-        from .enhance import onnx_session
         from .export import OnnxStreamingEnhancer, export_streaming, make_session
 
         if fast_step_supported(model.cfg):  # the quickest correct back end wherever it applies
-            session = onnx_session(model, threads, fast_step=True, precision=precision)
-        elif precision == "int8":
+            net, n = model.net, threads or 1
+            first = [_fast_streamer(net, n, precision)]  # exports (or compiles) once; fails here if it cannot
+
+            def make() -> Any:
+                return DelayCompensated(first.pop() if first else _fast_streamer(net, n, precision))
+
+            return make, model.cfg.sample_rate, limit
+        if precision == "int8":
             raise ValueError(f"--int8 needs the fast step, which config {model.cfg.name!r} does not support")
-        else:
-            session = make_session(export_streaming(model, os.path.join(tmpdir, "step.onnx"), frames_per_step=1),
-                                   threads)
+        session = make_session(export_streaming(model, os.path.join(tmpdir, "step.onnx"), frames_per_step=1), threads)
         return (lambda: DelayCompensated(OnnxStreamingEnhancer(session))), model.cfg.sample_rate, limit
     if precision == "int8":
         raise ValueError("--int8 needs onnxruntime (pip install onnxruntime) and a config the fast step supports")

@@ -79,6 +79,28 @@ def _streaming_backend(backend: str, net: GaGNet, device: torch.device) -> str:
     return "torch"
 
 
+def _fast_streamer(net: GaGNet, threads: int, precision: str) -> Any:
+    """The fastest streamer installed for ``net`` at ``precision``: int8 prefers the C stages of
+    :mod:`gagnet.native` (weight-only int8) and falls back, with a log line, to ONNX Runtime's
+    int8 graph (:mod:`gagnet.quantize`); float32 is the ONNX fast step."""
+    from .enhance import onnx_session
+    from .export import OnnxStreamingEnhancer
+
+    wave = WaveGaGNet(net)
+    if precision == "int8":
+        from .native import NativeStreamingEnhancer, NativeUnavailable, native_supported
+
+        why = f"config {net.cfg.name!r} ({net.cfg.norm}) is not one they run"
+        if native_supported(net.cfg):
+            try:
+                return NativeStreamingEnhancer(wave, threads)
+            except NativeUnavailable as e:
+                why = str(e)
+        log.info("int8 in ONNX Runtime (inputs of each product rounded to 8 bits too): the native int8 stages "
+                 "are unavailable: %s", why)
+    return OnnxStreamingEnhancer(onnx_session(wave, threads, fast_step=True, precision=precision))
+
+
 class StreamingEnhancer:
     """Frame-synchronous, stateful enhancement of a 16 kHz mono stream.
 
@@ -107,6 +129,7 @@ class StreamingEnhancer:
     limit_db: float | None = None
     backend = "torch"
     precision = "fp32"
+    engine = "torch"
 
     def __init__(self, model: Any, device: str | torch.device = "cpu", backend: str | None = None,
                  atten_lim_db: float | None | str = FROM_MODEL, threads: int = 1, precision: str = "fp32") -> None:
@@ -126,7 +149,8 @@ class StreamingEnhancer:
         if precision not in ("fp32", "int8"):
             raise ValueError(f"precision must be fp32 or int8, got {precision!r}")
         if precision == "int8" and backend == "torch":
-            raise ValueError("int8 weights run in ONNX Runtime only: use backend='auto' or 'onnx'")
+            raise ValueError("int8 weights run on the fast step (ONNX Runtime and the native int8 stages), not in "
+                             "PyTorch: use backend='auto' or 'onnx'")
         self._inner = None
         self.backend = _streaming_backend(backend, net, torch.device(device))
         if precision == "int8" and self.backend != "onnx":
@@ -135,11 +159,10 @@ class StreamingEnhancer:
         #: Weight precision of the network as run: "fp32" or "int8".
         self.precision = precision
         if self.backend == "onnx":
-            from .enhance import onnx_session
-            from .export import OnnxStreamingEnhancer
-
-            self._inner = OnnxStreamingEnhancer(onnx_session(WaveGaGNet(net), threads, fast_step=True,
-                                                             precision=precision))
+            self._inner = _fast_streamer(net, threads, precision)
+            #: What runs the network: "torch", "onnx" (the ONNX fast step) or "native" (the encoder
+            #: in ONNX Runtime, the stages in C with int8 weights: :mod:`gagnet.native`).
+            self.engine = "native" if self._inner.__class__.__name__ == "NativeStreamingEnhancer" else "onnx"
             self.cfg, self.latency_samples, self.device = self._inner.cfg, self._inner.latency_samples, torch.device("cpu")
         else:
             self._setup(net.cfg, device)
