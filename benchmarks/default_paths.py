@@ -3,10 +3,10 @@
 Streaming (the shipped default model, 10 ms chunks fed to ``process``, framing and the model's
 attenuation limit included):
 
-* ``StreamingEnhancer.from_pretrained()``: the default, the ONNX fast step in float32;
-* ``from_pretrained(precision="int8")``: the encoder in ONNX Runtime and the glance-gaze stages in
-  C with weight-only int8 (:mod:`gagnet.native`);
-* the same without a C compiler: ONNX Runtime's int8 graph (:mod:`gagnet.quantize`);
+* ``StreamingEnhancer.from_pretrained()``: the default, ``precision="auto"``: the encoder in ONNX
+  Runtime and the glance-gaze stages in C with weight-only int8 (:mod:`gagnet.native`);
+* ``from_pretrained(precision="fp32")``: the ONNX fast step in float32;
+* ``precision="int8"`` without a C compiler: ONNX Runtime's int8 graph (:mod:`gagnet.quantize`);
 * ``from_pretrained(backend="torch")``: the PyTorch fallback.
 
 Each row's error is its largest difference from ``Enhancer.from_pretrained(backend="torch")
@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from offline_rtf import measure as offline_measure  # noqa: E402
 
 import gagnet  # noqa: E402
-from gagnet.benchmark import _Interference, machine_line, streaming_stats  # noqa: E402
+from gagnet.benchmark import _Interference, machine_info, machine_line, streaming_stats  # noqa: E402
 from gagnet.metrics import pesq_wb, stoi  # noqa: E402
 from gagnet.pretrained import load_model  # noqa: E402
 
@@ -48,9 +48,9 @@ log = logging.getLogger("default_paths")
 EXAMPLE = Path(__file__).parent.parent / "examples" / "noisy_example.flac"
 
 ROWS = {
-    "default: from_pretrained() (ONNX fast step, float32)": {},
-    "from_pretrained(precision='int8') (native int8 stages)": {"precision": "int8"},
-    "int8 without a C compiler (ONNX Runtime int8 graph)": {"precision": "int8", "no_native": True},
+    "from_pretrained(precision='fp32') (ONNX fast step, float32)": {"precision": "fp32"},
+    "default: from_pretrained() (native int8 stages)": {},
+    "precision='int8' without a C compiler (ONNX Runtime int8 graph)": {"precision": "int8", "no_native": True},
     "from_pretrained(backend='torch') (PyTorch fallback)": {"backend": "torch"},
 }
 
@@ -106,7 +106,7 @@ def streaming(seconds: float, torch_seconds: float) -> dict[str, Any]:
                "hops": s["hops"], "max_abs_vs_offline": float(np.abs(y - ref).max())}
         if f32 is None:
             f32 = y
-        elif kw.get("precision") == "int8":
+        elif enh.precision == "int8":
             row["diff_vs_float32_db"] = _db(y - f32, f32)
         row["engine"] = enh.engine
         log.info("%s: %.3f ms/hop, error %.1e", name, row["ms_per_hop_mean"], row["max_abs_vs_offline"])
@@ -170,7 +170,8 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
-    res: dict[str, Any] = {"machine": machine_line(), "streaming": streaming(args.seconds, args.torch_seconds)}
+    res: dict[str, Any] = {"machine": machine_line({**machine_info(), "threads": [1]}),
+                           "streaming": streaming(args.seconds, args.torch_seconds)}
     if args.official:
         res["offline"] = offline_measure(args.official, args.offline_seconds, runs=5, threads=(1,))
     if args.dev:

@@ -1,9 +1,10 @@
 """Streaming cost per 10 ms hop of a causal GaGNet across back ends, and their equality to offline.
 
 Back ends: the eager streaming twin (:class:`gagnet.streaming.StreamingEnhancer`), the fast
-single-frame step (:mod:`gagnet.fast_step`) in eager PyTorch and under ``torch.compile``, and
-ONNX Runtime running the generic step graph and the fast one (``export_streaming(fast=True)``),
-each with 1 and 2 threads, plus the offline real-time factor, all in the same run. Every back
+single-frame step (:mod:`gagnet.fast_step`) in eager PyTorch and under ``torch.compile``,
+ONNX Runtime running the generic step graph and the fast one (``export_streaming(fast=True)``)
+in float32 and with int8 weights, and the native int8 stages (:mod:`gagnet.native`, batch-norm
+models), each with 1 and 2 threads, plus the offline real-time factor, all in the same run. Every back
 end is also checked against offline processing (max abs difference of the waveforms). Not a test.
 
     python benchmarks/streaming_backends.py [--config causal | --model FILE] [--seconds 3]
@@ -26,6 +27,7 @@ from gagnet import GaGNet, WaveGaGNet, get_config
 from gagnet.benchmark import _Interference, _noise, machine_line, offline_rtf, streaming_stats
 from gagnet.export import OnnxStreamingEnhancer, export_streaming
 from gagnet.fast_step import FastStreamingEnhancer
+from gagnet.native import NativeStreamingEnhancer, native_available, native_supported
 from gagnet.streaming import StreamingEnhancer
 
 log = logging.getLogger("streaming_backends")
@@ -46,9 +48,11 @@ def _backends(model: WaveGaGNet, tmp: Path, threads: int, compile: bool,
               baseline: str | None = None) -> dict[str, Callable[[], Any]]:
     step = tmp / "step.onnx"
     fast = tmp / "fast.onnx"
+    fast8 = tmp / "fast-int8.onnx"
     if not step.exists():
         export_streaming(model, step)
         export_streaming(model, fast, fast=True)
+        export_streaming(model, fast8, fast=True, precision="int8")
     out: dict[str, Callable[[], Any]] = {
         "PyTorch eager, StreamingEnhancer": lambda: StreamingEnhancer(model),
         "PyTorch eager, FastStep": lambda: FastStreamingEnhancer(model),
@@ -59,6 +63,9 @@ def _backends(model: WaveGaGNet, tmp: Path, threads: int, compile: bool,
     if baseline:
         out["ONNX Runtime, baseline graph, torch signal path"] = lambda: TorchFramedOnnx(baseline, threads=threads)
     out["ONNX Runtime, fast step"] = lambda: OnnxStreamingEnhancer(fast, threads=threads)
+    out["ONNX Runtime, fast step, int8 graph"] = lambda: OnnxStreamingEnhancer(fast8, threads=threads)
+    if native_supported(model.cfg) and native_available():
+        out["ONNX Runtime encoder + native int8 stages"] = lambda: NativeStreamingEnhancer(model, threads=threads)
     return out
 
 

@@ -18,7 +18,7 @@ def _clip(seconds: float = 1.0) -> np.ndarray:
 
 def test_callback_path_equals_offline_and_counts_dropouts():
     enhancer = gagnet.Enhancer.from_pretrained()
-    stream = gagnet.StreamingEnhancer(enhancer)
+    stream = gagnet.StreamingEnhancer(enhancer, precision="fp32")  # float32: equal to offline
     callback = LiveCallback(stream, 16000)
     x = _clip()
     out = []

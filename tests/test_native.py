@@ -95,7 +95,7 @@ def test_default_int8_is_native_with_the_models_limit(tmp_path, monkeypatch):
     from test_streaming import _speechlike_wave, _streamed
 
     monkeypatch.setenv("GAGNET_CACHE", str(tmp_path / "cache"))
-    f32 = gagnet.StreamingEnhancer.from_pretrained()
+    f32 = gagnet.StreamingEnhancer.from_pretrained(precision="fp32")
     q8 = gagnet.StreamingEnhancer.from_pretrained(precision="int8")
     assert (q8.engine, q8.precision, f32.engine) == ("native", "int8", "onnx")
     assert q8.limit_db == f32.limit_db == 12.0 and q8.latency_samples == f32.latency_samples == 320

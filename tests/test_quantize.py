@@ -80,7 +80,7 @@ def test_onnx_int8_fallback_on_the_shipped_model(tmp_path, monkeypatch, caplog):
 
     monkeypatch.setattr(gagnet.native, "load_library", unavailable)
     monkeypatch.setenv("GAGNET_CACHE", str(tmp_path / "cache"))
-    f32 = gagnet.StreamingEnhancer.from_pretrained()
+    f32 = gagnet.StreamingEnhancer.from_pretrained(precision="fp32")
     with caplog.at_level("INFO", logger="gagnet.streaming"):
         q8 = gagnet.StreamingEnhancer.from_pretrained(precision="int8")
     assert "int8 in ONNX Runtime" in caplog.text and "no C compiler found (test)" in caplog.text

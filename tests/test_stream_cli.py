@@ -148,13 +148,13 @@ def test_onnx_uses_the_fast_step(tiny, monkeypatch, tmp_path, argv):
 
 def test_int8_step_is_close_and_torch_int8_is_refused(tiny, capsys):
     x = (0.1 * np.random.default_rng(4).standard_normal(8000)).astype(np.float32)
-    code, out = _run(["--model", str(tiny[1]), "--int8"], _wav_bytes(x, 16000, "FLOAT"))
+    code, out = _run(["--model", str(tiny[1]), "--precision", "int8"], _wav_bytes(x, 16000, "FLOAT"))
     assert code == 0
     y, _ = sf.read(io.BytesIO(out), dtype="float32")
     ref = _offline(tiny[0], x)
     err_db = 10 * np.log10(np.sum((y - ref) ** 2) / np.sum(ref**2))
     assert y.shape == x.shape and -50 < err_db < -15  # int8: close, not equal
-    code, _ = _run(["--model", str(tiny[1]), "--int8", "--backend", "torch"], _wav_bytes(x, 16000, "FLOAT"))
+    code, _ = _run(["--model", str(tiny[1]), "--precision", "int8", "--backend", "torch"], _wav_bytes(x, 16000, "FLOAT"))
     err = capsys.readouterr().err
     assert code == 2 and "not in PyTorch" in err and len(err.strip().splitlines()) == 1
 

@@ -128,7 +128,10 @@ def test_default_streaming_is_fast_carries_the_limit_and_equals_offline(entry):
     import gagnet
 
     enhancer = gagnet.Enhancer.from_pretrained(backend="torch")  # the reference: PyTorch, the model's limit
-    stream = gagnet.StreamingEnhancer.from_pretrained() if entry == "from_pretrained" else gagnet.StreamingEnhancer(enhancer)
+    if entry == "from_pretrained":
+        stream = gagnet.StreamingEnhancer.from_pretrained(precision="fp32")
+    else:
+        stream = gagnet.StreamingEnhancer(enhancer, precision="fp32")
     assert stream.backend == "onnx" and stream.limit_db == enhancer.atten_lim_db == 12.0
     x = _speechlike_wave()
     ref = enhancer.enhance(x, 16000)
@@ -136,11 +139,27 @@ def test_default_streaming_is_fast_carries_the_limit_and_equals_offline(entry):
         y = _streamed(stream, x, chunk)
         assert y.shape == x.shape and np.abs(y - ref).max() < 1e-4, chunk
     # the limit is really applied: without it the output differs, and mixes back to the same
-    bare = gagnet.StreamingEnhancer.from_pretrained(atten_lim_db=None)
+    bare = gagnet.StreamingEnhancer.from_pretrained(atten_lim_db=None, precision="fp32")
     assert bare.limit_db is None
     y0 = _streamed(bare, x, 160)
     g = 10 ** (-12 / 20)
     assert np.abs(y0 - ref).max() > 1e-3 and np.abs((1 - g) * y0 + g * x - ref).max() < 1e-4
+
+
+def test_default_precision_is_the_native_int8_step_where_it_builds():
+    pytest.importorskip("onnxruntime")
+    import gagnet
+    from gagnet.native import native_available
+
+    enhancer = gagnet.Enhancer.from_pretrained(backend="torch")
+    stream = gagnet.StreamingEnhancer.from_pretrained()
+    expect = ("native", "int8") if native_available() else ("onnx", "fp32")
+    assert (stream.engine, stream.precision) == expect and stream.limit_db == 12.0
+    x = _speechlike_wave()
+    ref = enhancer.enhance(x, 16000)
+    y = _streamed(stream, x, 160)
+    err_db = 10 * np.log10(np.sum((y - ref) ** 2) / np.sum(ref**2))
+    assert y.shape == x.shape and err_db < -35, err_db  # int8 weights: within -35 dB of offline float32
 
 
 def test_streaming_falls_back_to_torch_and_says_so(monkeypatch, caplog):

@@ -7,12 +7,17 @@ nodes) and for eager or compiled PyTorch:
 * one frame of the 2-D encoder is (F, C), bins by channels, and every encoder conv is a
   gather of the rows its taps read plus one matrix product with a constant (taps * Cin, Cout)
   weight (see :class:`_Block`), which ONNX Runtime packs once; causal gated convs read
-  ``[past frames, current frame]`` side by side along channels. The S-TCM part is
-  (1, channels, 1), where ONNX Runtime's Conv is a plain matrix-vector product;
+  ``[past frames, current frame]`` side by side along channels;
 * in each glance-gaze module the parallel work runs as one op: the four gated input convs
-  (glance and gaze, main and gate) are one conv, the three S-TCM stacks (glance, gaze real,
-  gaze imaginary) are grouped convs with ``groups=3`` (weights reordered exactly), and the
-  gain and both residual outputs are one grouped conv;
+  (glance and gaze, main and gate) are one matrix product, the three S-TCM stacks (glance,
+  gaze real, gaze imaginary) run side by side as (3, 1, channels) with every 1x1 and dilated
+  conv one batched matrix product of constant (3, in, out) weights (ONNX Runtime's Conv on a
+  single frame cost up to three times as much), and the gain and both residual outputs are
+  one batched product;
+* batch norms (``bn``) are per-channel affine maps folded into the products next to them;
+* the past inputs of every dilated conv of every stage are one state tensor
+  (:class:`_TcmWindows`): one gather per frame reads all past taps, one gather writes the
+  next state;
 * every cumulative instance norm is its single-frame recursion, and all norm sites of a kind
   share one state: the running mean and variance of every channel of every encoder site
   (:class:`_BinNorms`) and of every S-TCM site (:class:`_TcmNorms`), plus one decayed frame

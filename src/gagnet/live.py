@@ -63,7 +63,7 @@ def _sounddevice() -> Any:
 
 
 def run(model: str | None, input_device: Any, output_device: Any, seconds: float | None, atten_lim_db: Any,
-        precision: str = "fp32") -> int:
+        precision: str = "auto") -> int:
     """Enhance from ``input_device`` to ``output_device`` until Ctrl-C (or ``seconds``)."""
     from .streaming import StreamingEnhancer
 
@@ -79,8 +79,9 @@ def run(model: str | None, input_device: Any, output_device: Any, seconds: float
     with dev:
         in_lat, out_lat = dev.latency if isinstance(dev.latency, tuple) else (dev.latency, dev.latency)
         model_ms = 1e3 * stream.latency_samples / rate
-        print(f"gagnet live: {stream.backend} back end, limit {stream.limit_db} dB; latency: model {model_ms:.0f} ms + "
-              f"block {1e3 * BLOCK / rate:.0f} ms + devices {1e3 * (in_lat + out_lat):.0f} ms. Ctrl-C stops.",
+        print(f"gagnet live: {stream.engine} back end, {stream.precision} weights, limit {stream.limit_db} dB; "
+              f"latency: model {model_ms:.0f} ms + block {1e3 * BLOCK / rate:.0f} ms + devices "
+              f"{1e3 * (in_lat + out_lat):.0f} ms. Ctrl-C stops.",
               file=sys.stderr)
         start = time.monotonic()
         try:
@@ -104,8 +105,7 @@ def cmd_live(args: argparse.Namespace) -> int:
             return 0
         limit = parse_atten_lim(args.atten_lim)
         dev = lambda d: int(d) if d is not None and d.isdigit() else d  # noqa: E731 (index or name)
-        return run(args.model, dev(args.input), dev(args.output), args.seconds, limit,
-                   "int8" if args.int8 else "fp32")
+        return run(args.model, dev(args.input), dev(args.output), args.seconds, limit, args.precision)
     except (RuntimeError, ValueError, OSError) as e:
         print(f"gagnet live: {e}", file=sys.stderr)
         return 2
@@ -119,5 +119,6 @@ def register(sub: Any) -> None:
     p.add_argument("--atten-lim", default="model", metavar="DB|off|model", help="attenuation limit (default: the model's)")
     p.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
     p.add_argument("--list-devices", action="store_true", help="list the audio devices and exit")
-    p.add_argument("--int8", action="store_true", help="the fast step with int8 weights (faster, about -30 dB from float32)")
+    p.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
+                   help="weights: auto (default: int8 where the native int8 stages build, else float32), fp32 or int8")
     p.set_defaults(func=cmd_live)

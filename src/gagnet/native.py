@@ -102,7 +102,7 @@ def load_library() -> ctypes.CDLL:
         lib = ctypes.CDLL(str(path))
     except OSError as e:
         raise NativeUnavailable(f"cannot load {path}: {e}") from None
-    lib.gagnet_stages.argtypes = [ctypes.c_void_p] * 7
+    lib.gagnet_stages.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_longlong]
     lib.gagnet_stages.restype = ctypes.c_int
     _LIB = lib
     return lib
@@ -137,9 +137,9 @@ def pack_int8(w: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class NativeStages:
     """The packed int8 weights of a :class:`FastStep`'s stages and the C call that runs them.
 
-    ``(feat (d_feat,), spec (2, F), windows) -> estimate (2, F)``, all float32; ``windows``
-    (:attr:`window_size`,) is the dilated convs' past inputs, updated in place (zeros at the
-    start of a stream).
+    :meth:`bind` fixes four float32 C-contiguous buffers: features (d_feat,) and spectrum
+    (2, F) in, the dilated convs' past inputs (:attr:`window_size`,: zeros at the start of a
+    stream, updated in place) and the estimate (2, F) out; :meth:`run` then runs frame t.
     """
 
     def __init__(self, step: FastStep) -> None:
@@ -183,13 +183,18 @@ class NativeStages:
         self._fixed = [ctypes.c_void_p(self._dims.ctypes.data), ctypes.cast(self._mats, ctypes.c_void_p),
                        ctypes.cast(self._vecs, ctypes.c_void_p)]
 
-    def __call__(self, feat: np.ndarray, spec: np.ndarray, windows: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Run the stages on float32 C-contiguous arrays; writes and returns ``out`` (2, F)."""
-        rc = self.lib.gagnet_stages(*self._fixed, feat.ctypes.data, spec.ctypes.data, windows.ctypes.data,
-                                    out.ctypes.data)
-        if rc != 0:
+    def bind(self, feat: np.ndarray, spec: np.ndarray, windows: np.ndarray, out: np.ndarray) -> None:
+        """Fix the buffers :meth:`run` reads and writes (kept alive here)."""
+        bufs = (feat, spec, windows, out)
+        if any(b.dtype != np.float32 or not b.flags.c_contiguous for b in bufs):
+            raise ValueError("native stages: buffers must be C-contiguous float32")
+        self._bufs = bufs
+        self._args = [*self._fixed, *(ctypes.c_void_p(b.ctypes.data) for b in bufs)]
+
+    def run(self, frame: int) -> None:
+        """Frame ``frame`` (counted from 0 since the windows were zero): the estimate into the out buffer."""
+        if self.lib.gagnet_stages(*self._args, frame) != 0:
             raise RuntimeError("native stages: dimensions beyond the C buffers")
-        return out
 
 
 class NativeStreamingEnhancer(NumpyFraming, StreamingEnhancer):
@@ -236,13 +241,14 @@ class NativeStreamingEnhancer(NumpyFraming, StreamingEnhancer):
         self._frame = np.zeros((2, self.cfg.n_freq), np.float32)
         self._est = np.zeros((2, self.cfg.n_freq), np.float32)
         self._windows = np.zeros(self.stages.window_size, np.float32)
-        self._parity = 0
+        self.stages.bind(self._feat, self._frame, self._windows, self._est)
+        self._parity = self._t = 0
 
     def _reset_net(self) -> None:
         for buf in self._sets[0] + self._sets[1]:
             buf.fill(0)
         self._windows.fill(0)
-        self._parity = 0
+        self._parity = self._t = 0
 
     def _estimate(self, spec: Tensor) -> Tensor:
         return torch.from_numpy(self._estimate_np(spec.detach().cpu().numpy()))
@@ -254,5 +260,7 @@ class NativeStreamingEnhancer(NumpyFraming, StreamingEnhancer):
             self.session.run_with_iobinding(self._bindings[self._parity])
             self._parity = 1 - self._parity
             self._frame[...] = x[0, :, :, t]
-            out[0, :, :, t] = self.stages(self._feat, self._frame, self._windows, self._est)
+            self.stages.run(self._t)
+            self._t += 1
+            out[0, :, :, t] = self._est
         return out

@@ -59,10 +59,11 @@ static inline float activation(float v, int kind) { /* 0 sigmoid, 1 tanh, 2 relu
  * per layer and stack squeeze, dconv, expand (its bias: the folded norm), then the three output
  * convs. vecs: per stage, layer and stack act1, scale1, shift1, act2 (cd1 each).
  * feat (d_feat,), spec (2, F) in, est (2, F) out; windows: per stage, layer and stack the
- * last span = (kd1 - 1) * dilation dconv inputs, oldest first, updated in place.
+ * last span = (kd1 - 1) * dilation dconv inputs as a ring: the input of frame t in row
+ * t mod span (zeros before the stream starts), updated in place; frame: t, counted from 0.
  * Returns 0, or -1 for dimensions past the fixed buffers. */
 int gagnet_stages(const int *dims, const Mat *mats, const float *const *vecs, const float *feat,
-                  const float *spec, float *windows, float *est) {
+                  const float *spec, float *windows, float *est, long long frame) {
     const int q = dims[0], layers = dims[1], stacks = dims[2], d = dims[3], c = dims[4], f = dims[5];
     const int kd = dims[6], act = dims[7];
     const int *dil = dims + 8;
@@ -85,11 +86,14 @@ int gagnet_stages(const int *dims, const Mat *mats, const float *const *vecs, co
                 vecs += 4;
                 gemv(mats++, x[st], h);
                 for (int i = 0; i < c; i++) h[i] = prelu(h[i], act1[i]) * scale1[i] + shift1[i];
-                for (int j = 0; j < kd - 1; j++) memcpy(cols + j * c, windows + j * dil[l] * c, sizeof(float) * c);
+                /* taps oldest first: frame t - (kd - 1 - j) dilation, then this frame */
+                for (int j = 0; j < kd - 1; j++) {
+                    const long long row = (frame - (long long)(kd - 1 - j) * dil[l]) % span;
+                    memcpy(cols + j * c, windows + (row < 0 ? row + span : row) * c, sizeof(float) * c);
+                }
                 memcpy(cols + (kd - 1) * c, h, sizeof(float) * c);
-                if (span > 0) { /* drop the oldest row, append this frame's */
-                    memmove(windows, windows + c, sizeof(float) * (span - 1) * c);
-                    memcpy(windows + (span - 1) * c, h, sizeof(float) * c);
+                if (span > 0) { /* this frame's row replaces frame t - span, read above */
+                    memcpy(windows + (frame % span) * c, h, sizeof(float) * c);
                 }
                 windows += span * c;
                 gemv(mats++, cols, u);

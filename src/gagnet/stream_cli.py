@@ -157,16 +157,17 @@ def wav_header(fmt: SampleFormat, data_bytes: int | None) -> bytes:
 
 # --------------------------------------------------------------------------- processing
 def make_processor_factory(model_arg: str | None, config: str | None, onnx: bool, threads: int | None,
-                           tmpdir: str, backend: str = "auto", precision: str = "fp32") -> tuple[Any, int, float | None]:
+                           tmpdir: str, backend: str = "auto", precision: str = "auto") -> tuple[Any, int, float | None]:
     """A per-channel processor factory, the model's sample rate and the attenuation limit the
     model file (or exported graph) names (None: none; always None for ``--config``).
 
     ``backend`` ``auto`` streams with the ONNX fast step where onnxruntime is installed and the
     model's config allows it (exported once and cached), else in PyTorch (said in the log);
     ``onnx`` (or ``onnx=True``) always in ONNX Runtime, ``torch`` always in PyTorch.
-    ``precision="int8"``: the fast step with int8 weights.
+    ``precision``: ``auto``, ``fp32`` or ``int8``, as :class:`~gagnet.streaming.StreamingEnhancer`'s.
     """
-    from .streaming import DelayCompensated, NotCausalError, StreamingEnhancer, _fast_streamer, _streaming_backend
+    from .streaming import (DelayCompensated, NotCausalError, StreamingEnhancer, _fast_streamer, _streaming_backend,
+                            resolve_precision)
 
     if model_arg is not None and model_arg.lower().endswith(".onnx"):
         if config is not None:
@@ -194,12 +195,13 @@ def make_processor_factory(model_arg: str | None, config: str | None, onnx: bool
         raise NotCausalError(f"model config {model.cfg.name!r} (norm={model.cfg.norm!r}) is not causal and cannot "
                              "stream; use `gagnet enhance` for it")
     if precision == "int8" and (backend == "torch" and not onnx):
-        raise ValueError("--int8 runs on the fast step only, not in PyTorch (drop --backend torch)")
+        raise ValueError("--precision int8 runs on the fast step only, not in PyTorch (drop --backend torch)")
     import torch
 
     from .fast_step import fast_step_supported
 
     chosen = _streaming_backend("onnx" if onnx else backend, model.net, torch.device("cpu"))
+    precision = resolve_precision(precision, chosen, model.cfg)
     if chosen == "onnx":
         from .export import OnnxStreamingEnhancer, export_streaming, make_session
 
@@ -212,11 +214,11 @@ def make_processor_factory(model_arg: str | None, config: str | None, onnx: bool
 
             return make, model.cfg.sample_rate, limit
         if precision == "int8":
-            raise ValueError(f"--int8 needs the fast step, which config {model.cfg.name!r} does not support")
+            raise ValueError(f"--precision int8 needs the fast step, which config {model.cfg.name!r} does not support")
         session = make_session(export_streaming(model, os.path.join(tmpdir, "step.onnx"), frames_per_step=1), threads)
         return (lambda: DelayCompensated(OnnxStreamingEnhancer(session))), model.cfg.sample_rate, limit
     if precision == "int8":
-        raise ValueError("--int8 needs onnxruntime (pip install onnxruntime) and a config the fast step supports")
+        raise ValueError("--precision int8 needs onnxruntime (pip install onnxruntime) and a config the fast step supports")
     StreamingEnhancer(model)  # raises NotCausalError early
     return (lambda: DelayCompensated(StreamingEnhancer(model))), model.cfg.sample_rate, limit
 
@@ -263,7 +265,7 @@ def run_stream(args: argparse.Namespace, stdin: BinaryIO, stdout: BinaryIO) -> i
         try:
             limit = parse_atten_lim(args.atten_lim)  # a bad value fails before the model loads
             factory, model_rate, named = make_processor_factory(args.model, args.config, args.onnx, args.threads, tmp,
-                                                                args.backend, "int8" if args.int8 else "fp32")
+                                                                args.backend, args.precision)
             floor = floor_gain(named if limit == FROM_MODEL else limit)
             pipe = ChannelPipeline(factory, fmt.rate, fmt.channels, model_rate, floor)
         except (NotCausalError, ValueError, OSError, RuntimeError) as e:
@@ -356,8 +358,9 @@ def register(sub: Any) -> None:
                    help="auto (default): ONNX Runtime's fast step (gagnet.fast_step, exported once and cached) where "
                    "onnxruntime is installed and the model allows it, else PyTorch; torch or onnx to force one")
     p.add_argument("--onnx", action="store_true", help="same as --backend onnx")
-    p.add_argument("--int8", action="store_true",
-                   help="the fast step with int8 weights (gagnet.quantize): faster, about -30 dB from float32")
+    p.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
+                   help="weights of the fast step: auto (default: int8 where the native int8 stages build, for "
+                   "batch-norm models, else float32), fp32 (equal to offline), or int8 (see gagnet.native)")
     p.add_argument("--atten-lim", default=FROM_MODEL, metavar="DB|off",
                    help="lower the noise by at most DB decibels (the input mixed back in at -DB dB); off: the "
                    "network's output alone. Default: the limit the model file or exported graph names (none for --config)")
