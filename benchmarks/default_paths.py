@@ -155,14 +155,16 @@ def table(res: dict[str, Any]) -> str:
     for r in res.get("offline", {}).get("rows", []):
         lines.append(f"| offline, paper network, {r['model']}: s per s of audio | {r['rtf']:.4f} "
                      f"({r['vs_authors']:.3f}x the authors') | max abs {r['max_abs_diff']:.1e} from the authors' |")
-    lines.append(f"\n{res['machine']}; other load while timing the streams: {res['streaming']['other_load_cpus'] or 0:.2f} CPUs")
+    load = res["streaming"]["other_load_cpus"] or 0
+    lines.append(f"\n{res['machine']}; other load while timing the streams: {load:.2f} CPUs")
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--official", default=None, help="the authors' GaGNet.py (adds the offline rows)")
-    ap.add_argument("--dev", type=Path, default=None, help="dev folder with noisy/ and clean/ (adds the int8 dev change)")
+    ap.add_argument("--dev", type=Path, default=None,
+                    help="dev folder with noisy/ and clean/ (adds the int8 dev change)")
     ap.add_argument("--seconds", type=float, default=5.0, help="seconds streamed per ONNX timing")
     ap.add_argument("--torch-seconds", type=float, default=1.0, help="seconds streamed for the PyTorch timing")
     ap.add_argument("--offline-seconds", type=float, default=10.0)

@@ -154,7 +154,8 @@ def test_int8_step_is_close_and_torch_int8_is_refused(tiny, capsys):
     ref = _offline(tiny[0], x)
     err_db = 10 * np.log10(np.sum((y - ref) ** 2) / np.sum(ref**2))
     assert y.shape == x.shape and -50 < err_db < -15  # int8: close, not equal
-    code, _ = _run(["--model", str(tiny[1]), "--precision", "int8", "--backend", "torch"], _wav_bytes(x, 16000, "FLOAT"))
+    argv = ["--model", str(tiny[1]), "--precision", "int8", "--backend", "torch"]
+    code, _ = _run(argv, _wav_bytes(x, 16000, "FLOAT"))
     err = capsys.readouterr().err
     assert code == 2 and "not in PyTorch" in err and len(err.strip().splitlines()) == 1
 

@@ -127,24 +127,35 @@ def onnx_session(model: WaveGaGNet, threads: int | None = None, fast_step: bool 
     kind = "fast-step" if fast_step else "streaming" if net.cfg.causal else "offline"
     kind += "-int8" if precision == "int8" else ""
     kind = "fast-encoder" if encoder_only else kind
-    path = _cache_dir() / f"{kind}-{h.hexdigest()[:20]}.onnx"
+    def build(tmp: Path) -> None:
+        if encoder_only:
+            export_fast_encoder(model, tmp)
+        elif fast_step:
+            export_streaming(model, tmp, frames_per_step=1, fast=True, precision=precision)
+        elif net.cfg.causal:
+            export_streaming(model, tmp, frames_per_step=None)
+        else:
+            export_offline(model, tmp)
+
+    path = cached_file(f"{kind}-{h.hexdigest()[:20]}.onnx", build, "exporting the network to ONNX (once per model)")
+    return make_session(path, threads, low_memory=not fast_step)
+
+
+def cached_file(name: str, build: Callable[[Path], None], what: str) -> Path:
+    """The cache's file ``name`` (``$GAGNET_CACHE``, else ``~/.cache/gagnet``), made by
+    ``build(tmp)`` on first use under a temporary name and renamed when complete (``what`` is
+    logged then)."""
+    path = _cache_dir() / name
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.onnx")
-        logger.info("exporting the network to ONNX (once per model): %s", path)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+        logger.info("%s: %s", what, path)
         try:
-            if encoder_only:
-                export_fast_encoder(model, tmp)
-            elif fast_step:
-                export_streaming(model, tmp, frames_per_step=1, fast=True, precision=precision)
-            elif net.cfg.causal:
-                export_streaming(model, tmp, frames_per_step=None)
-            else:
-                export_offline(model, tmp)
+            build(tmp)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-    return make_session(path, threads, low_memory=not fast_step)
+    return path
 
 
 # --------------------------------------------------------------------------- API

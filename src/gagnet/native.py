@@ -76,28 +76,25 @@ def load_library() -> ctypes.CDLL:
     global _LIB
     if _LIB is not None:
         return _LIB
-    from .enhance import _cache_dir
+    from .enhance import cached_file
 
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if not cc:
         raise NativeUnavailable("no C compiler found (set $CC or install gcc)")
     flags = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c99"]
     key = hashlib.sha256(SOURCE.read_bytes() + " ".join([cc, *flags, platform.machine(), _cpu_flags()]).encode())
-    path = _cache_dir() / f"native-stages-{key.hexdigest()[:16]}.so"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.so")
-        log.info("compiling the int8 stages (once per machine): %s", path)
+
+    def build(tmp: Path) -> None:
         try:
             res = subprocess.run([cc, *flags, "-o", str(tmp), str(SOURCE), "-lm"], capture_output=True, text=True,
                                  timeout=120)
-            if res.returncode != 0:
-                raise NativeUnavailable(f"{cc} failed: {' '.join(res.stderr.split())[:200]}")
-            os.replace(tmp, path)
         except (OSError, subprocess.SubprocessError) as e:
             raise NativeUnavailable(f"cannot run {cc}: {e}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
+        if res.returncode != 0:
+            raise NativeUnavailable(f"{cc} failed: {' '.join(res.stderr.split())[:200]}")
+
+    path = cached_file(f"native-stages-{key.hexdigest()[:16]}.so", build,
+                       "compiling the int8 stages (once per machine)")
     try:
         lib = ctypes.CDLL(str(path))
     except OSError as e:

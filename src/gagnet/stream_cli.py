@@ -157,7 +157,8 @@ def wav_header(fmt: SampleFormat, data_bytes: int | None) -> bytes:
 
 # --------------------------------------------------------------------------- processing
 def make_processor_factory(model_arg: str | None, config: str | None, onnx: bool, threads: int | None,
-                           tmpdir: str, backend: str = "auto", precision: str = "auto") -> tuple[Any, int, float | None]:
+                           tmpdir: str, backend: str = "auto",
+                           precision: str = "auto") -> tuple[Any, int, float | None]:
     """A per-channel processor factory, the model's sample rate and the attenuation limit the
     model file (or exported graph) names (None: none; always None for ``--config``).
 
@@ -218,7 +219,8 @@ def make_processor_factory(model_arg: str | None, config: str | None, onnx: bool
         session = make_session(export_streaming(model, os.path.join(tmpdir, "step.onnx"), frames_per_step=1), threads)
         return (lambda: DelayCompensated(OnnxStreamingEnhancer(session))), model.cfg.sample_rate, limit
     if precision == "int8":
-        raise ValueError("--precision int8 needs onnxruntime (pip install onnxruntime) and a config the fast step supports")
+        raise ValueError("--precision int8 needs onnxruntime (pip install onnxruntime) and a config the fast step "
+                         "supports")
     StreamingEnhancer(model)  # raises NotCausalError early
     return (lambda: DelayCompensated(StreamingEnhancer(model))), model.cfg.sample_rate, limit
 
