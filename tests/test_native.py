@@ -109,3 +109,17 @@ def test_default_int8_is_native_with_the_models_limit(tmp_path, monkeypatch):
 def test_native_refuses_other_norms():
     with pytest.raises(ValueError, match="batch-norm"):
         native.NativeStreamingEnhancer(WaveGaGNet(GaGNet(get_config("tiny"))))  # cumulative norm
+
+
+def test_an_unwritable_cache_means_float32_not_a_crash(tmp_path, monkeypatch, caplog):
+    import gagnet
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("GAGNET_CACHE", str(blocker))  # the cache folder cannot be made
+    monkeypatch.setattr(native, "_LIB", None)
+    with pytest.raises(native.NativeUnavailable, match="cannot write"):
+        native.load_library()
+    with caplog.at_level("INFO", logger="gagnet.streaming"):
+        precision = gagnet.streaming.resolve_precision("auto", "onnx", get_config("causal-bn"))
+    assert precision == "fp32" and "native int8 stages are unavailable" in caplog.text

@@ -93,8 +93,11 @@ def load_library() -> ctypes.CDLL:
         if res.returncode != 0:
             raise NativeUnavailable(f"{cc} failed: {' '.join(res.stderr.split())[:200]}")
 
-    path = cached_file(f"native-stages-{key.hexdigest()[:16]}.so", build,
-                       "compiling the int8 stages (once per machine)")
+    try:
+        path = cached_file(f"native-stages-{key.hexdigest()[:16]}.so", build,
+                           "compiling the int8 stages (once per machine)")
+    except OSError as e:  # an unwritable cache folder
+        raise NativeUnavailable(f"cannot write the compiled stages: {e}") from None
     try:
         lib = ctypes.CDLL(str(path))
     except OSError as e:
