@@ -124,9 +124,12 @@ def onnx_session(model: WaveGaGNet, threads: int | None = None, fast_step: bool 
         h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
     if precision != "fp32" and not fast_step:
         raise ValueError("int8 weights are offered for the fast streaming step only")
-    kind = "fast-step" if fast_step else "streaming" if net.cfg.causal else "offline"
-    kind += "-int8" if precision == "int8" else ""
-    kind = "fast-encoder" if encoder_only else kind
+    if encoder_only:
+        kind = "fast-encoder"
+    else:
+        kind = ("fast-step" if fast_step else "streaming" if net.cfg.causal else "offline") + "-int8" * (
+            precision == "int8")
+
     def build(tmp: Path) -> None:
         if encoder_only:
             export_fast_encoder(model, tmp)

@@ -265,6 +265,33 @@ def export_fast_encoder(model: WaveGaGNet | GaGNet, path: str | os.PathLike, ops
 
 
 # --------------------------------------------------------------------------- runtime
+def bind_state_pairs(session: Any, inputs: dict[str, np.ndarray],
+                     outputs: dict[str, np.ndarray]) -> tuple[list[list[np.ndarray]], list[Any]]:
+    """Two sets of zero state buffers and two ONNX Runtime I/O bindings of a streaming graph.
+
+    Binding p reads ``state_i`` from set p and writes ``new_state_i`` into set 1 - p, so the
+    sets are used in turn and a step allocates nothing; ``inputs`` and ``outputs`` (name ->
+    buffer) are bound in both. Returns ``(sets, bindings)``.
+    """
+    import onnxruntime as ort
+
+    names = [i.name for i in session.get_inputs() if i.name.startswith("state_")]
+    zeros = initial_state(session)
+    sets = [[z.copy() for z in zeros] for _ in range(2)]
+    bindings = []
+    for parity in range(2):
+        b = session.io_binding()
+        for name, buf in inputs.items():
+            b.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(buf))
+        for name, buf in outputs.items():
+            b.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(buf))
+        for i, name in enumerate(names):
+            b.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(sets[parity][i]))
+            b.bind_ortvalue_output("new_" + name, ort.OrtValue.ortvalue_from_numpy(sets[1 - parity][i]))
+        bindings.append(b)
+    return sets, bindings
+
+
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64}
 
 
@@ -397,6 +424,8 @@ class OnnxStreamingEnhancer(NumpyFraming, StreamingEnhancer):
     turn), so a step allocates nothing.
     """
 
+    engine = "onnx"
+
     def __init__(self, source: str | os.PathLike | Any, threads: int | None = 1) -> None:
         self.session = _as_session(source, threads)
         cfg, meta = _meta(self.session, "streaming")
@@ -407,8 +436,6 @@ class OnnxStreamingEnhancer(NumpyFraming, StreamingEnhancer):
         spec_in = next(i for i in self.session.get_inputs() if i.name == "spec")
         k = spec_in.shape[3]
         self.frames_per_step: int | None = k if isinstance(k, int) else None
-        self._zeros = initial_state(self.session)
-        self._state_names = [i.name for i in self.session.get_inputs() if i.name.startswith("state_")]
         if meta.get(META_FRAMES) not in (None, "dynamic" if self.frames_per_step is None else str(k)):
             raise ExportError(f"frames_per_step metadata {meta.get(META_FRAMES)!r} does not match the graph ({k})")
         self._setup(cfg, "cpu", delay_frames=0 if self.frames_per_step is None else self.frames_per_step - 1)
@@ -417,24 +444,13 @@ class OnnxStreamingEnhancer(NumpyFraming, StreamingEnhancer):
 
     # -- I/O binding: two sets of state buffers used in turn, spec/estimate buffers fixed ----
     def _bind(self) -> None:
-        import onnxruntime as ort
-
         f = self.cfg.n_freq
         k = self.frames_per_step or 1
-        self._sets = [[np.zeros_like(z) for z in self._zeros] for _ in range(2)]
         self._spec = np.zeros((1, 2, f, k), np.float32)
         self._est = np.zeros((1, 2, f, k), np.float32)
-        self._bindings = []
-        for parity in range(2):
-            b = self.session.io_binding()
-            ins, outs = self._sets[parity], self._sets[1 - parity]
-            if self.frames_per_step is not None:
-                b.bind_ortvalue_input("spec", ort.OrtValue.ortvalue_from_numpy(self._spec))
-                b.bind_ortvalue_output("estimate", ort.OrtValue.ortvalue_from_numpy(self._est))
-            for i, name in enumerate(self._state_names):
-                b.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(ins[i]))
-                b.bind_ortvalue_output("new_" + name, ort.OrtValue.ortvalue_from_numpy(outs[i]))
-            self._bindings.append(b)
+        fixed = self.frames_per_step is not None  # a dynamic frame count binds spec/estimate per step
+        self._sets, self._bindings = bind_state_pairs(self.session, {"spec": self._spec} if fixed else {},
+                                                      {"estimate": self._est} if fixed else {})
         self._parity = 0
 
     def _step(self, spec: np.ndarray) -> np.ndarray:

@@ -155,13 +155,10 @@ class NativeStages:
         for stage in step.stages:
             mats.append((stage.inp, f32(stage.inp_bias)))
             for tcm in stage.tcms:
-                c = tcm.act1.shape[-1]
-                ones = torch.ones(tcm.act1.shape)
-                scale1 = ones if tcm.fold1 else tcm.scale1
+                scale1 = torch.ones(tcm.act1.shape) if tcm.fold1 else tcm.scale1
                 for s in range(3):
                     mats += [(tcm.squeeze[s], None), (tcm.dconv[s], None), (tcm.expand[s], f32(tcm.expand_bias[s, 0]))]
                     vecs += [f32(tcm.act1[s, 0]), f32(scale1[s, 0]), f32(tcm.shift1[s, 0]), f32(tcm.act2[s, 0])]
-                    assert vecs[-1].shape == (c,)
             for s in range(3):
                 mats.append((stage.out[s], f32(stage.out_bias[s, 0])))
         self._mats = (_Mat * len(mats))()
@@ -206,8 +203,9 @@ class NativeStreamingEnhancer(NumpyFraming, StreamingEnhancer):
     batch-norm network (``WaveGaGNet``/``GaGNet``).
     """
 
-    #: Weight precision of the network as run.
+    #: Weight precision of the network as run, and what runs it.
     precision = "int8"
+    engine = "native"
 
     def __init__(self, model: WaveGaGNet | Any, threads: int | None = 1) -> None:
         from .enhance import onnx_session
@@ -221,23 +219,11 @@ class NativeStreamingEnhancer(NumpyFraming, StreamingEnhancer):
         self.reset()
 
     def _bind(self) -> None:
-        import onnxruntime as ort
+        from .export import bind_state_pairs
 
-        inputs = [i for i in self.session.get_inputs() if i.name.startswith("state_")]
-        dtypes = {"tensor(float)": np.float32, "tensor(double)": np.float64}
-        zeros = [np.zeros(i.shape, dtypes[i.type]) for i in inputs]
-        self._sets = [[z.copy() for z in zeros] for _ in range(2)]
         self._spec = np.zeros((1, 2, self.cfg.n_freq, 1), np.float32)
         self._feat = np.zeros((1, self.cfg.d_feat), np.float32)
-        self._bindings = []
-        for parity in range(2):
-            b = self.session.io_binding()
-            b.bind_ortvalue_input("spec", ort.OrtValue.ortvalue_from_numpy(self._spec))
-            b.bind_ortvalue_output("features", ort.OrtValue.ortvalue_from_numpy(self._feat))
-            for i, inp in enumerate(inputs):
-                b.bind_ortvalue_input(inp.name, ort.OrtValue.ortvalue_from_numpy(self._sets[parity][i]))
-                b.bind_ortvalue_output("new_" + inp.name, ort.OrtValue.ortvalue_from_numpy(self._sets[1 - parity][i]))
-            self._bindings.append(b)
+        self._sets, self._bindings = bind_state_pairs(self.session, {"spec": self._spec}, {"features": self._feat})
         self._frame = np.zeros((2, self.cfg.n_freq), np.float32)
         self._est = np.zeros((2, self.cfg.n_freq), np.float32)
         self._windows = np.zeros(self.stages.window_size, np.float32)

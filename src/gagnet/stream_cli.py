@@ -195,8 +195,6 @@ def make_processor_factory(model_arg: str | None, config: str | None, onnx: bool
     if not model.cfg.causal:
         raise NotCausalError(f"model config {model.cfg.name!r} (norm={model.cfg.norm!r}) is not causal and cannot "
                              "stream; use `gagnet enhance` for it")
-    if precision == "int8" and (backend == "torch" and not onnx):
-        raise ValueError("--precision int8 runs on the fast step only, not in PyTorch (drop --backend torch)")
     import torch
 
     from .fast_step import fast_step_supported
@@ -218,9 +216,6 @@ def make_processor_factory(model_arg: str | None, config: str | None, onnx: bool
             raise ValueError(f"--precision int8 needs the fast step, which config {model.cfg.name!r} does not support")
         session = make_session(export_streaming(model, os.path.join(tmpdir, "step.onnx"), frames_per_step=1), threads)
         return (lambda: DelayCompensated(OnnxStreamingEnhancer(session))), model.cfg.sample_rate, limit
-    if precision == "int8":
-        raise ValueError("--precision int8 needs onnxruntime (pip install onnxruntime) and a config the fast step "
-                         "supports")
     StreamingEnhancer(model)  # raises NotCausalError early
     return (lambda: DelayCompensated(StreamingEnhancer(model))), model.cfg.sample_rate, limit
 

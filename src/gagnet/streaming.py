@@ -108,12 +108,17 @@ PRECISIONS = ("auto", "fp32", "int8")
 def resolve_precision(precision: str, backend: str, cfg: GaGNetConfig) -> str:
     """``auto`` -> ``int8`` where the native int8 stages run (the ONNX fast step's back end, a
     batch-norm config, a C compiler: :mod:`gagnet.native`), else ``fp32``; others unchanged.
+    ``backend`` is the one chosen (``onnx`` or ``torch``); int8 on ``torch`` raises ValueError.
 
     On the 47 DNS no-reverb dev clips the native int8 stages change the default model's mean
     WB-PESQ by +0.00002 and STOI by +0.005 (streamed, 12 dB limit), so they are the default.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "int8" and backend != "onnx":
+        raise ValueError("int8 weights run on the fast step (ONNX Runtime and the native int8 stages), not in "
+                         "PyTorch: use backend 'auto' or 'onnx', with onnxruntime installed and a causal config "
+                         "with norm cin or bn, on the CPU")
     if precision != "auto":
         return precision
     if backend == "onnx":
@@ -178,23 +183,15 @@ class StreamingEnhancer:
         # an Enhancer (or from_pretrained) gets the fastest back end installed; a bare network
         # the PyTorch twin unless asked otherwise
         backend = backend or ("auto" if enhancer else "torch")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if precision == "int8" and backend == "torch":
-            raise ValueError("int8 weights run on the fast step (ONNX Runtime and the native int8 stages), not in "
-                             "PyTorch: use backend='auto' or 'onnx'")
         self._inner = None
         self.backend = _streaming_backend(backend, net, torch.device(device))
-        if precision == "int8" and self.backend != "onnx":
-            raise ValueError("int8 weights need the ONNX fast step (onnxruntime installed, a causal config with "
-                             "norm cin or bn, on the CPU)")
         #: Weight precision of the network as run: "fp32" or "int8".
         self.precision = resolve_precision(precision, self.backend, net.cfg)
         if self.backend == "onnx":
             self._inner = _fast_streamer(net, threads, self.precision)
             #: What runs the network: "torch", "onnx" (the ONNX fast step) or "native" (the encoder
             #: in ONNX Runtime, the stages in C with int8 weights: :mod:`gagnet.native`).
-            self.engine = "native" if self._inner.__class__.__name__ == "NativeStreamingEnhancer" else "onnx"
+            self.engine = self._inner.engine
             self.cfg, self.latency_samples, self.device = self._inner.cfg, self._inner.latency_samples, torch.device("cpu")
         else:
             self._setup(net.cfg, device)
