@@ -8,7 +8,7 @@
 # `prepare` prints the exact device calls. Both device steps leave in $OUT the fp16 weights of
 # the best validation (model_best_fp16.pt), the logs (logs.tgz) and a throughput line
 # (throughput.txt). Extra arguments are config overrides (e.g. batch_size=96).
-# Environment: INIT (weights to continue from; default the best so far, causal-v1),
+# Environment: INIT (weights to continue from; default the best so far on validation, causal-v2-wip),
 # CALL1_MINUTES / CALL2_MINUTES (fit time of the two calls, 8.0 and 1.5 by default: call 1 then
 # ends with about 40 s to spare in its 600 s; their sum is the cosine's budget),
 # SPEECH / NOISE (extra sources for the pack, space-separated).
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 MODE=${1:-}
 shift || true
 LEASE=local/lease
-INIT=${INIT:-causal-v1}
+INIT=${INIT:-causal-v2-wip}
 CALL1_MINUTES=${CALL1_MINUTES:-8.0}
 CALL2_MINUTES=${CALL2_MINUTES:-1.5}
 BUDGET=$(python3 -c "print($CALL1_MINUTES + $CALL2_MINUTES)")
