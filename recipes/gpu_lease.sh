@@ -28,8 +28,11 @@ prepare() {
   grep -qxF "/local/" .gitignore || { echo "local/ must be ignored by git" >&2; exit 1; }
   if [ ! -f "$LEASE/pack/pack.json" ]; then
     local speech=(../shared/data/speech) noise=(../shared/data/noise)
-    [ -f local/apt_speech/targets_en_es_fr.txt ] && speech+=(local/apt_speech/targets_en_es_fr.txt)
-    [ -d local/noise_gen ] && noise+=(local/noise_gen)
+    # local extras only on request: with two shipped models in the tree they no longer fit (docs/training.md (e))
+    if [ "${PACK_LOCAL:-0}" = 1 ]; then
+      [ -f local/apt_speech/targets_en_es_fr.txt ] && speech+=(local/apt_speech/targets_en_es_fr.txt)
+      [ -d local/noise_gen ] && noise+=(local/noise_gen)
+    fi
     # shellcheck disable=SC2206
     speech+=(${SPEECH:-}); noise+=(${NOISE:-})
     rm -rf "$LEASE/pack"
@@ -72,6 +75,11 @@ device_setup() {
   fi
   export PYTHONPATH=$PWD/src:/tmp/gagnet-site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
   export TORCHINDUCTOR_CACHE_DIR=$PWD/$LEASE/inductor-cache  # kept between calls on a warm machine
+  if [ ! -f "$LEASE/noise_gen/corpus.json" ]; then  # written last: a half-made corpus is redone
+    # generated noise made here instead of carried (deterministic; babble needs speech the device lacks)
+    python3 -m gagnet make-noise "$LEASE/noise_gen" --minutes 30 --kinds colored,hum,clicks,machine,hum_clicks \
+      --overwrite >/dev/null || exit 1
+  fi
   { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no GPU"; } \
     | tee "$OUT/gpu.txt"
   python3 -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)" \
@@ -85,7 +93,7 @@ device_train() {  # $1: minutes of this call; the rest are overrides
   [ -f "$LEASE/run/checkpoints/last.ckpt" ] && resume=(--resume)
   local start=$SECONDS
   python3 -m gagnet train --config lease "${resume[@]}" init_weights="$INIT" max_minutes="$BUDGET" \
-    stop_after_minutes="$minutes" out_dir="$LEASE/run" "$@" 2>&1 | tr '\r' '\n' | grep -v 'it/s\]' >> "$OUT/train.txt"
+    stop_after_minutes="$minutes" out_dir="$LEASE/run" "data.noise=[$LEASE/pack/noise,$LEASE/noise_gen]" "$@" 2>&1 | tr '\r' '\n' | grep -v 'it/s\]' >> "$OUT/train.txt"
   local status=${PIPESTATUS[0]}
   echo "training exited with $status after $((SECONDS - start)) s" | tee -a "$OUT/gpu.txt"
   tail -n 20 "$OUT/train.txt"
