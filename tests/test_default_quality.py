@@ -10,6 +10,7 @@ present; the recipe is named by the model's card).
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -74,11 +75,15 @@ def test_synth_speech_is_voiced_with_pauses():
     assert spec[np.fft.rfftfreq(4096, 1 / FS) < 1000].sum() > spec[np.fft.rfftfreq(4096, 1 / FS) > 4000].sum()
 
 
-def _recipe():
-    """The data config of the default model's training recipe (its card's ``recipe``)."""
+@functools.lru_cache(maxsize=None)
+def _held_out(folder: str) -> tuple[Path, ...]:
+    """Files of ``../shared/data/<folder>`` that the default model's training recipe (its
+    card's ``recipe``) held out: speech as its ``holdout_by`` says, noise by file."""
     from gagnet.train import load_train_config
 
-    return load_train_config(pretrained.card(pretrained.DEFAULT_MODEL).get("recipe", "default-model")).data
+    cfg = load_train_config(pretrained.card(pretrained.DEFAULT_MODEL).get("recipe", "default-model")).data
+    by = cfg.holdout_by if folder == "speech" else "file"
+    return tuple(split_holdout(list_audio(SHARED / folder), cfg.holdout_fraction, by=by)[1])
 
 
 def _held_out_clean(count: int, seconds: float) -> list[np.ndarray]:
@@ -86,8 +91,7 @@ def _held_out_clean(count: int, seconds: float) -> list[np.ndarray]:
     ``../shared/data/speech``)."""
     from gagnet.data.audio import load_audio
 
-    cfg = _recipe()
-    _, held = split_holdout(list_audio(SHARED / "speech"), cfg.holdout_fraction, by=cfg.holdout_by)
+    held = _held_out("speech")
     clips = []
     for path in held[:: max(1, len(held) // (3 * count))]:
         x = load_audio(path, FS)
@@ -147,7 +151,7 @@ def _noise(i: int, n: int, kind: str) -> np.ndarray:
         return gen(rng, n / FS, FS)[:n]
     from gagnet.data.audio import load_audio
 
-    _, held = split_holdout(list_audio(SHARED / "noise"), _recipe().holdout_fraction)
+    held = _held_out("noise")
     x = load_audio(held[i % len(held)], FS)
     return np.resize(x, n)
 
