@@ -191,6 +191,38 @@ def test_time_budget_stops_run_and_ends_cosine_at_floor(tmp_path):
     assert (tmp_path / "budget" / "model.pt").exists()
 
 
+def test_time_budget_cosine_counts_from_the_end_of_the_compiling_step(monkeypatch):
+    """Minutes spent before step 1 (compilation) do not eat the schedule; a resumed run keeps the start."""
+    from types import SimpleNamespace
+
+    from gagnet import callbacks
+
+    cfg = load_train_config("smoke", ["lr_schedule=cosine", "max_minutes=10", "max_steps=1000000",
+                                      "warmup_steps=1", "lr=1e-3", "min_lr=1e-5", "log_every_steps=1"])
+    clock = {"minutes": 0.0}
+    monkeypatch.setattr(callbacks, "_training_minutes", lambda trainer: clock["minutes"])
+    group = {"lr": 0.0}
+    trainer = SimpleNamespace(global_step=0, strategy=SimpleNamespace(broadcast=lambda v, src=0: v),
+                              optimizers=[SimpleNamespace(param_groups=[group])])
+
+    def lr_at(cb, step, minutes):
+        trainer.global_step, clock["minutes"] = step, minutes
+        cb.on_train_batch_start(trainer, None, None, 0)
+        return group["lr"]
+
+    cb = callbacks.budget_schedule_callback(cfg)
+    lr_at(cb, 0, 0.0)
+    assert lr_at(cb, 1, 4.0) == pytest.approx(1e-3)  # 4 minutes of compiling: still the peak
+    assert lr_at(cb, 2, 7.0) == pytest.approx(cosine_lr(0.5, 2, 1e-3, 1e-5, 1))  # half of the 6 minutes left
+    resumed = callbacks.budget_schedule_callback(cfg)
+    resumed.load_state_dict(cb.state_dict())
+    assert lr_at(resumed, 50, 7.0) == pytest.approx(cosine_lr(0.5, 50, 1e-3, 1e-5, 1))
+    assert lr_at(resumed, 60, 10.0) == pytest.approx(1e-5)
+    old = callbacks.budget_schedule_callback(cfg)  # a checkpoint without the start: counts from 0
+    old.load_state_dict({})
+    assert lr_at(old, 50, 5.0) == pytest.approx(cosine_lr(0.5, 50, 1e-3, 1e-5, 1))
+
+
 def test_init_from_carries_weights_across_norms(tmp_path):
     """A batch-norm network starts from cumulative-norm weights: convs and norm affines carry
     over, running statistics start fresh; a different architecture is refused."""
