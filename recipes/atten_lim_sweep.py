@@ -37,7 +37,9 @@ METRICS = ["pesq_wb", "stoi", "estoi", "si_sdr", "dnsmos_sig", "dnsmos_bak", "dn
 def held_out_set(config: Path, count: int, seconds: float, snr: tuple[float, float], folder: Path) -> list[float]:
     """Write ``folder/{noisy,clean}/NNNN.wav``; returns each mixture's SNR."""
     cfg = TrainConfig.from_dict(yaml.safe_load(config.read_text()))
-    data = cfg.data.replace(val_count=count, val_seconds=seconds, snr_db=list(snr), val_seed=12345)
+    # val_snr_db too: the validation set mixes at it when the recipe sets one (before 2026-12-06
+    # it was left alone, so recipes with val_snr_db -5..20 never filled the band above 22.5 dB)
+    data = cfg.data.replace(val_count=count, val_seconds=seconds, snr_db=list(snr), val_snr_db=list(snr), val_seed=12345)
     _, speech = split_holdout(list_audio(data.speech), data.holdout_fraction, by=data.holdout_by)
     _, noise = split_holdout(list_audio(data.noise), data.holdout_fraction)
     vs = ValidationSet(speech, noise, data)

@@ -8,9 +8,12 @@ adds the weight blends ``(1 - a) * A + a * B`` for each ``--alphas`` value
 (:mod:`gagnet.blend`)::
 
     python recipes/compare_held_out.py --config src/gagnet/configs/causal-v2-stage2.yaml \\
-        --models causal-v1 causal-v2-wip --blend causal-v2-wip run/model_fp16.pt --alphas 0.3 0.5 0.7
+        --models causal-v1 START.pt LEASE.pt --blend START.pt LEASE.pt --alphas 0.3 0.5 0.7
 
-About 2 minutes per model for 64 mixtures of 6 s on 2 CPU cores.
+Rows are labelled by the model's name or path (blends: ``blend a``). Held out means held out by
+``--config``'s split only: runs trained with another split (a lease on the pack, whose file
+keys differ) may have trained on part of it: ``--exclude-trained-by`` drops every file that
+another recipe trains on, matched by parent folder and name without suffix (docs/training.md (h)). About 2 minutes per model for 64 mixtures of 6 s on 2 CPU cores.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 import soundfile as sf
+import yaml
 
 from gagnet.blend import blend_files
 from gagnet.enhance import Enhancer
@@ -28,6 +32,36 @@ from gagnet.evaluate import evaluate
 MEASURES = ["pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr", "csig", "cbak", "covl",
             "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl"]
 CLEAN = ["pesq_wb", "stoi"]
+
+
+def _loose_key(path: Path) -> str:
+    """Parent folder and stem: the same for a file and its packed copy (``0/<path>.ogg``)."""
+    return f"{path.parent.name}/{path.stem}"
+
+
+def unseen_config(config: Path, exclude: list[str], folder: Path) -> Path:
+    """A copy of ``config`` whose speech and noise are the files it holds out that none of the
+    ``exclude`` recipes trains on (lists in ``folder``; every listed file is held out)."""
+    from gagnet.data import list_audio, split_holdout
+    from gagnet.train import load_train_config
+
+    cfg = yaml.safe_load(config.read_text())
+    data = load_train_config(str(config)).data
+    seen: set[str] = set()
+    for name in exclude:
+        other = load_train_config(name).data
+        seen |= {_loose_key(p) for p in split_holdout(list_audio(other.speech), other.holdout_fraction, by=other.holdout_by)[0]}
+        seen |= {_loose_key(p) for p in split_holdout(list_audio(other.noise), other.holdout_fraction)[0]}
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, by in (("speech", data.holdout_by), ("noise", "file")):
+        held = split_holdout(list_audio(getattr(data, kind)), data.holdout_fraction, by=by)[1]
+        kept = [str(Path(p).resolve()) for p in held if _loose_key(Path(p)) not in seen]
+        print(f"{kind}: {len(held)} held out by {config.name}, {len(kept)} of them trained on by none of {exclude}")
+        (folder / f"{kind}.txt").write_text("\n".join(kept) + "\n")
+        cfg["data"][kind] = [str((folder / f"{kind}.txt").resolve())]
+    cfg["data"]["holdout_fraction"] = 1.0
+    (folder / "unseen.yaml").write_text(yaml.safe_dump(cfg))
+    return folder / "unseen.yaml"
 
 
 def enhance_dir(model: str, src: Path, dst: Path) -> None:
@@ -51,35 +85,42 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=64)
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--snr", type=float, nargs=2, default=(-5.0, 20.0))
+    ap.add_argument("--exclude-trained-by", nargs="*", default=[], metavar="CONFIG",
+                    help="drop held-out files that these recipes train on (e.g. lease: its pack splits differently)")
+    ap.add_argument("--unseen-dir", type=Path, help="keep the --exclude-trained-by lists and unseen.yaml here "
+                    "(for recipes/atten_lim_sweep.py --config DIR/unseen.yaml)")
     ap.add_argument("--keep", type=Path, help="folder to keep the blended weights in")
     ap.add_argument("--json", type=Path, help="write the table here")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="gagnet-compare-") as tmp:
         root = Path(tmp)
-        held_out_set(args.config, args.count, args.seconds, tuple(args.snr), root / "set")
+        config = unseen_config(args.config, args.exclude_trained_by, args.unseen_dir or root / "unseen") if args.exclude_trained_by else args.config
+        held_out_set(config, args.count, args.seconds, tuple(args.snr), root / "set")
         models = list(args.models)
         if args.blend:
             keep = args.keep or root / "blends"
             keep.mkdir(parents=True, exist_ok=True)
-            models += [str(blend_files(*args.blend, a, keep / f"blend_{a:g}.pt")) for a in args.alphas]
+            models += [(f"blend {a:g}", str(blend_files(*args.blend, a, keep / f"blend_{a:g}.pt"))) for a in args.alphas]
+        models = [m if isinstance(m, tuple) else (m, m) for m in models]
         table = {}
-        print(f"{'model':<28} " + " ".join(f"{m:>11}" for m in MEASURES) + "  " + " ".join(f"clean_{m:>4}" for m in CLEAN))
-        for i, model in enumerate(models):
+        cols = [*MEASURES, *(f"clean_{m}" for m in CLEAN)]
+        print(f"{'model':<36} " + " ".join(f"{m:>13}" for m in cols))
+        for i, (label, model) in enumerate(models):
             out = root / f"m{i}"
             enhance_dir(model, root / "set" / "noisy", out / "noisy")
             enhance_dir(model, root / "set" / "clean", out / "clean")
-            r = evaluate(root / "set" / "clean", out / "noisy", noisy_dir=root / "set" / "noisy", metrics=MEASURES, progress=False)
+            first = i == 0  # the noisy input is scored once
+            r = evaluate(root / "set" / "clean", out / "noisy", noisy_dir=root / "set" / "noisy" if first else None,
+                         metrics=MEASURES, progress=False)
             c = evaluate(root / "set" / "clean", out / "clean", noisy_dir=root / "set" / "clean", metrics=CLEAN, progress=False)
             row = {m: r["summary"][m]["mean"] for m in MEASURES}
             row |= {f"clean_{m}": c["improvement"][m]["mean"] for m in CLEAN}
-            if i == 0:
-                noisy = {m: r["noisy_summary"][m]["mean"] for m in MEASURES}
-                table["noisy"] = noisy
-                print(f"{'noisy':<28} " + " ".join(f"{noisy[m]:11.3f}" for m in MEASURES))
-            table[model] = row
-            print(f"{Path(model).name[-28:]:<28} " + " ".join(f"{row[m]:11.3f}" for m in MEASURES)
-                  + "  " + " ".join(f"{row['clean_' + m]:10.3f}" for m in CLEAN), flush=True)
+            if first:
+                table["noisy"] = {m: r["noisy_summary"][m]["mean"] for m in MEASURES}
+                print(f"{'noisy':<36} " + " ".join(f"{table['noisy'][m]:13.3f}" for m in MEASURES))
+            table[label] = row
+            print(f"{label[-36:]:<36} " + " ".join(f"{row[m]:13.3f}" for m in cols), flush=True)
         if args.json:
             args.json.write_text(json.dumps(table, indent=1))
 

@@ -10,7 +10,8 @@
 # (throughput.txt). Extra arguments are config overrides (e.g. batch_size=96).
 # Environment: INIT (weights to continue from; default the best so far on validation, causal-v2-wip),
 # CALL1_MINUTES / CALL2_MINUTES (fit time of the two calls, 8.0 and 1.5 by default: call 1 then
-# ends with about 40 s to spare in its 600 s; their sum is the cosine's budget),
+# ends with about 40 s to spare in its 600 s; their sum in call 1 is the cosine's budget, which the
+# checkpoint keeps: a longer call 2 runs its extra minutes at the floor rate),
 # SPEECH / NOISE (extra sources for the pack, space-separated).
 set -uo pipefail
 cd "$(dirname "$0")/.."

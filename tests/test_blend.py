@@ -15,6 +15,9 @@ def _saved(tmp_path, name, seed, **overrides):
     with torch.no_grad():
         for t in [*net.parameters(), *(b for n, b in net.named_buffers() if "running" in n)]:
             t.add_(torch.rand_like(t))
+        for n, b in net.named_buffers():
+            if n.endswith("num_batches_tracked"):
+                b.fill_(10 + seed)
     path = tmp_path / f"{name}.pt"
     save_weights(net, path)
     return path, net.state_dict()
@@ -29,6 +32,8 @@ def test_blend_is_the_weighted_mean_of_weights_and_statistics(tmp_path):
             torch.testing.assert_close(mixed[k], want, msg=k)
     running = [k for k in sb if k.endswith("running_var")]
     assert running and not torch.equal(sa[running[0]], sb[running[0]])
+    counts = [k for k in sb if k.endswith("num_batches_tracked")]
+    assert counts and int(sa[counts[0]]) != int(sb[counts[0]])  # integer buffers: B's, not blended
     out = blend_files(pa, pb, 0.5, tmp_path / "blend.pt")
     k = next(k for k in sb if sb[k].is_floating_point())
     torch.testing.assert_close(load_model(out).net.state_dict()[k], (sa[k] + sb[k]) / 2)

@@ -192,13 +192,16 @@ def test_time_budget_stops_run_and_ends_cosine_at_floor(tmp_path):
 
 
 def test_time_budget_cosine_counts_from_the_end_of_the_compiling_step(monkeypatch):
-    """Minutes spent before step 1 (compilation) do not eat the schedule; a resumed run keeps the start."""
+    """Minutes spent before step 1 (compilation) do not eat the schedule; a resumed run keeps
+    the start and the budget, even when given another max_minutes."""
     from types import SimpleNamespace
 
     from gagnet import callbacks
 
-    cfg = load_train_config("smoke", ["lr_schedule=cosine", "max_minutes=10", "max_steps=1000000",
-                                      "warmup_steps=1", "lr=1e-3", "min_lr=1e-5", "log_every_steps=1"])
+    def config(minutes):
+        return load_train_config("smoke", ["lr_schedule=cosine", f"max_minutes={minutes}", "max_steps=1000000",
+                                           "warmup_steps=1", "lr=1e-3", "min_lr=1e-5", "log_every_steps=25"])
+
     clock = {"minutes": 0.0}
     monkeypatch.setattr(callbacks, "_training_minutes", lambda trainer: clock["minutes"])
     group = {"lr": 0.0}
@@ -210,15 +213,16 @@ def test_time_budget_cosine_counts_from_the_end_of_the_compiling_step(monkeypatc
         cb.on_train_batch_start(trainer, None, None, 0)
         return group["lr"]
 
-    cb = callbacks.budget_schedule_callback(cfg)
+    cb = callbacks.budget_schedule_callback(config(10))
     lr_at(cb, 0, 0.0)
     assert lr_at(cb, 1, 4.0) == pytest.approx(1e-3)  # 4 minutes of compiling: still the peak
-    assert lr_at(cb, 2, 7.0) == pytest.approx(cosine_lr(0.5, 2, 1e-3, 1e-5, 1))  # half of the 6 minutes left
-    resumed = callbacks.budget_schedule_callback(cfg)
+    assert lr_at(cb, 26, 7.0) == pytest.approx(cosine_lr(0.5, 26, 1e-3, 1e-5, 1))  # half of the 6 minutes left
+    resumed = callbacks.budget_schedule_callback(config(12))  # a second call given more minutes
     resumed.load_state_dict(cb.state_dict())
-    assert lr_at(resumed, 50, 7.0) == pytest.approx(cosine_lr(0.5, 50, 1e-3, 1e-5, 1))
-    assert lr_at(resumed, 60, 10.0) == pytest.approx(1e-5)
-    old = callbacks.budget_schedule_callback(cfg)  # a checkpoint without the start: counts from 0
+    assert lr_at(resumed, 50, 7.0) == pytest.approx(cosine_lr(0.5, 50, 1e-3, 1e-5, 1))  # no jump
+    assert lr_at(resumed, 80, 10.0) == pytest.approx(1e-5)
+    assert lr_at(resumed, 110, 11.5) == pytest.approx(1e-5)  # past the saved budget: the floor
+    old = callbacks.budget_schedule_callback(config(10))  # a checkpoint without them: from 0 over the new budget
     old.load_state_dict({})
     assert lr_at(old, 50, 5.0) == pytest.approx(cosine_lr(0.5, 50, 1e-3, 1e-5, 1))
 

@@ -2,8 +2,10 @@
 
 Two fine-tunings of the same start often lie in one basin, where the blend scores better than
 either: in issue 18, 0.7 * ``causal-v2-wip`` + 0.3 * the H100 lease that continued it beat both
-on every held-out measure (``recipes/compare_held_out.py --blend``). Batch-norm running
-statistics are blended like the weights; integer buffers (``num_batches_tracked``) come from B.
+on WB-PESQ, STOI, ESTOI and CBAK on unseen mixtures (``recipes/compare_held_out.py --blend``). Batch-norm running
+statistics are blended like the weights, which only approximates the blended network's own
+activation statistics (re-estimating them on training batches is the exact alternative);
+integer buffers (``num_batches_tracked``) come from B.
 """
 from __future__ import annotations
 

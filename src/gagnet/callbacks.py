@@ -8,6 +8,7 @@ DDP ranks stay in step (same rate, same epoch ends, same stop).
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 import time
@@ -19,6 +20,8 @@ import torch
 from .config import TrainConfig
 from .data.sampling import StepBatches
 from .model.gagnet import GaGNet
+
+logger = logging.getLogger(__name__)
 
 
 def append_row(path: Path, row: dict[str, Any]) -> None:
@@ -121,9 +124,12 @@ def budget_schedule_callback(cfg: TrainConfig):
         at the low rate instead of mid-decay.
 
         The time counts from the end of the run's first step, which holds the compilation
-        (261 s of a 534 s lease call, measured): counting from the start would spend half the
-        schedule before training. That start is kept in the checkpoint, so a resumed run goes
-        on with the same schedule (a checkpoint without it counts from 0, as before).
+        (261 s of the first call of the 2026-12-06 lease, whose fit then stopped at 480 s):
+        counting from the start spent half the schedule before training. The start and the
+        budget are kept in the checkpoint, so a resumed run goes on with the same schedule even
+        when it is given a different ``max_minutes`` (the lease's second call is): minutes
+        past the saved budget run at the floor. A checkpoint without them counts from 0 over
+        the new budget, as before.
 
         The time is rank 0's, broadcast every ``log_every_steps`` steps and held in between,
         so every DDP rank sets the same rate at every step (their own clocks drift apart, and
@@ -133,6 +139,7 @@ def budget_schedule_callback(cfg: TrainConfig):
             self._minutes = 0.0
             self._read_at = -1
             self.start_minutes: float | None = None
+            self.budget_minutes: float | None = cfg.max_minutes or None
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
             step = trainer.global_step
@@ -145,17 +152,22 @@ def budget_schedule_callback(cfg: TrainConfig):
                 if self.start_minutes is None and step >= 1:
                     self.start_minutes = self._minutes if step == 1 else 0.0
                 start = self.start_minutes or 0.0
-                span = cfg.max_minutes - start
+                span = (self.budget_minutes or cfg.max_minutes) - start
                 progress = max(progress, (self._minutes - start) / span if span > 0 else 1.0)
             lr = cosine_lr(progress, step, cfg.lr, cfg.min_lr, cfg.warmup_steps)
             for group in trainer.optimizers[0].param_groups:
                 group["lr"] = lr
 
         def state_dict(self) -> dict:
-            return {"start_minutes": self.start_minutes}
+            return {"start_minutes": self.start_minutes, "budget_minutes": self.budget_minutes}
 
         def load_state_dict(self, state_dict: dict) -> None:
             self.start_minutes = state_dict.get("start_minutes")
+            saved = state_dict.get("budget_minutes")
+            if saved and cfg.max_minutes and saved != cfg.max_minutes:
+                logger.info("keeping the checkpoint's schedule over %.2f min (max_minutes now %.2f; "
+                            "minutes past it run at the floor rate)", saved, cfg.max_minutes)
+            self.budget_minutes = saved or cfg.max_minutes or None
 
     return BudgetedCosine()
 
