@@ -25,7 +25,7 @@ import yaml
 
 from gagnet.attenuation import floor_gain
 from gagnet.config import TrainConfig
-from gagnet.data import ValidationSet, list_audio, split_holdout
+from gagnet.data import ValidationSet, split_sources
 from gagnet.enhance import Enhancer
 from gagnet.evaluate import evaluate
 
@@ -40,8 +40,7 @@ def held_out_set(config: Path, count: int, seconds: float, snr: tuple[float, flo
     # val_snr_db too: the validation set mixes at it when the recipe sets one (before 2026-12-06
     # it was left alone, so recipes with val_snr_db -5..20 never filled the band above 22.5 dB)
     data = cfg.data.replace(val_count=count, val_seconds=seconds, snr_db=list(snr), val_snr_db=list(snr), val_seed=12345)
-    _, speech = split_holdout(list_audio(data.speech), data.holdout_fraction, by=data.holdout_by)
-    _, noise = split_holdout(list_audio(data.noise), data.holdout_fraction)
+    (_, speech), (_, noise) = split_sources(data)
     vs = ValidationSet(speech, noise, data)
     vs.write(folder)
     return [float(item["snr"]) for item in vs.items]

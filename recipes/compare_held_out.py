@@ -42,19 +42,17 @@ def _loose_key(path: Path) -> str:
 def unseen_config(config: Path, exclude: list[str], folder: Path) -> Path:
     """A copy of ``config`` whose speech and noise are the files it holds out that none of the
     ``exclude`` recipes trains on (lists in ``folder``; every listed file is held out)."""
-    from gagnet.data import list_audio, split_holdout
+    from gagnet.data import split_sources
     from gagnet.train import load_train_config
 
     cfg = yaml.safe_load(config.read_text())
     data = load_train_config(str(config)).data
     seen: set[str] = set()
     for name in exclude:
-        other = load_train_config(name).data
-        seen |= {_loose_key(p) for p in split_holdout(list_audio(other.speech), other.holdout_fraction, by=other.holdout_by)[0]}
-        seen |= {_loose_key(p) for p in split_holdout(list_audio(other.noise), other.holdout_fraction)[0]}
+        for trained, _ in split_sources(load_train_config(name).data):
+            seen |= {_loose_key(p) for p in trained}
     folder.mkdir(parents=True, exist_ok=True)
-    for kind, by in (("speech", data.holdout_by), ("noise", "file")):
-        held = split_holdout(list_audio(getattr(data, kind)), data.holdout_fraction, by=by)[1]
+    for kind, (_, held) in zip(("speech", "noise"), split_sources(data)):
         kept = [str(Path(p).resolve()) for p in held if _loose_key(Path(p)) not in seen]
         print(f"{kind}: {len(held)} held out by {config.name}, {len(kept)} of them trained on by none of {exclude}")
         (folder / f"{kind}.txt").write_text("\n".join(kept) + "\n")

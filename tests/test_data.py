@@ -22,6 +22,7 @@ from gagnet.data import (
     mix_at_snr,
     simulate_rir,
     split_holdout,
+    split_sources,
 )
 
 SR = 16000
@@ -243,6 +244,20 @@ def test_split_holdout_by_speaker_keeps_voices_apart():
     assert held and not spk(train) & spk(held)  # no voice on both sides
     assert 1 <= len(spk(held)) <= 10 and len(train) + len(held) == 400
     assert spk(split_holdout(files, 0.001, by="speaker")[1])  # at least one speaker held out
+
+
+def test_split_sources_holds_out_speakers_of_speech_and_files_of_noise(tmp_path):
+    """The recipe-level split (training, the sweep, the comparison): speech as holdout_by says, noise by file."""
+    for i in range(24):
+        for path in (tmp_path / "speech" / f"spk{i % 8}" / f"u{i}.wav", tmp_path / "noise" / f"n{i}.wav"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, np.zeros(160, np.float32), SR)
+    cfg = DataConfig(speech=[str(tmp_path / "speech")], noise=[str(tmp_path / "noise")], holdout_by="speaker",
+                     holdout_fraction=0.3)
+    (sp_train, sp_held), (no_train, no_held) = split_sources(cfg)
+    assert (sp_train, sp_held) == split_holdout(list_audio([tmp_path / "speech"]), 0.3, by="speaker")
+    assert (no_train, no_held) == split_holdout(list_audio([tmp_path / "noise"]), 0.3)  # by file, not speaker
+    assert sp_held and not {p.parent for p in sp_train} & {p.parent for p in sp_held}
 
 
 def _write_pairs(root: Path, names: list[str], n: int = SR) -> None:

@@ -152,7 +152,7 @@ def budget_schedule_callback(cfg: TrainConfig):
                 if self.start_minutes is None and step >= 1:
                     self.start_minutes = self._minutes if step == 1 else 0.0
                 start = self.start_minutes or 0.0
-                span = (self.budget_minutes or cfg.max_minutes) - start
+                span = self.budget_minutes - start  # set whenever max_minutes is (here or from the checkpoint)
                 progress = max(progress, (self._minutes - start) / span if span > 0 else 1.0)
             lr = cosine_lr(progress, step, cfg.lr, cfg.min_lr, cfg.warmup_steps)
             for group in trainer.optimizers[0].param_groups:

@@ -306,14 +306,11 @@ def make_dataloaders(cfg: TrainConfig) -> tuple[DataLoader, DataLoader, Any]:
     mixes on its device (:class:`~gagnet.data.batch_mixing.BatchMixer`); with ``files`` it
     yields mixed batches from loader workers.
     """
-    from .data import MixingDataset, ValidationSet, collate, list_audio, split_holdout
+    from .data import MixingDataset, ValidationSet, collate, split_sources
     from .data.batch_mixing import build_mixer
 
     sr = cfg.model_config().sample_rate
-    speech = list_audio(cfg.data.speech)
-    noise = list_audio(cfg.data.noise)
-    speech_train, speech_val = split_holdout(speech, cfg.data.holdout_fraction, by=cfg.data.holdout_by)
-    noise_train, noise_val = split_holdout(noise, cfg.data.holdout_fraction)
+    (speech_train, speech_val), (noise_train, noise_val) = split_sources(cfg.data)
     if not speech_val or not noise_val:  # tiny sets: validate on the training files rather than on nothing
         speech_val, noise_val = speech_val or speech_train, noise_val or noise_train
     log.info("speech: %d train / %d held out; noise: %d / %d", len(speech_train), len(speech_val),

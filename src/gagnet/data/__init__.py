@@ -6,7 +6,7 @@ from .mixing import MixingDataset, mix_at_snr
 from .paired import PairedDataset
 from .pool import AudioPool
 from .rir import RIRSource, reverberate, simulate_rir
-from .validation import ValidationSet, split_holdout
+from .validation import ValidationSet, split_holdout, split_sources
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -23,4 +23,5 @@ __all__ = [
     "reverberate",
     "simulate_rir",
     "split_holdout",
+    "split_sources",
 ]

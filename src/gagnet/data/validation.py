@@ -61,6 +61,15 @@ def split_holdout(
     return train, held
 
 
+def split_sources(cfg: DataConfig) -> tuple[tuple[list[Path], list[Path]], tuple[list[Path], list[Path]]]:
+    """``((speech_train, speech_held), (noise_train, noise_held))`` of ``cfg``'s sources, as
+    training splits them: speech by ``cfg.holdout_by``, noise by file, both ``cfg.holdout_fraction``."""
+    from .audio import list_audio
+
+    return (split_holdout(list_audio(cfg.speech), cfg.holdout_fraction, by=cfg.holdout_by),
+            split_holdout(list_audio(cfg.noise), cfg.holdout_fraction))
+
+
 class ValidationSet(Dataset):
     """``cfg.val_count`` mixtures of ``cfg.val_seconds``, made once with seed ``cfg.val_seed``.
 
