@@ -48,3 +48,45 @@ def test_gradients_are_finite_through_model_and_loss():
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
     assert torch.isfinite(loss)
+
+
+def test_residual_noise_penalises_left_noise_not_clean_input():
+    from gagnet.loss import residual_noise
+
+    g = torch.Generator().manual_seed(0)
+    speech = torch.randn(2, 2, 6, 9, generator=g)
+    noise = 3 * torch.randn(2, 2, 6, 9, generator=g)
+    noisy = speech + noise
+    # a perfect estimate leaves nothing; passing the noisy input through leaves noise
+    assert residual_noise(speech, speech, noisy) == 0
+    left = residual_noise(noisy, speech, noisy)
+    assert left > 0.1
+    # attenuating speech is not residual noise: an all-zero output costs nothing here
+    assert residual_noise(torch.zeros_like(speech), speech, noisy) == 0
+    # clean input (noisy == target): no bin is noise-dominated, whatever the estimate
+    assert residual_noise(noisy, speech, speech) == 0
+    # noise alone (silent target): the whole output is residual, weighted 1
+    silent = torch.zeros_like(speech)
+    assert torch.allclose(residual_noise(noise, silent, noise), (noise.norm(dim=1) ** 2).mean())
+    # gagnet_loss adds it to the last stage only, scaled, and needs the noisy spectrum
+    ests = [noisy, noisy]
+    base = gagnet_loss(ests, speech)
+    assert torch.allclose(gagnet_loss(ests, speech, noisy=noisy, residual_weight=2.0), base + 2 * left)
+    try:
+        gagnet_loss(ests, speech, residual_weight=1.0)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("residual_weight without noisy must raise")
+
+
+def test_residual_noise_ignores_padded_frames():
+    from gagnet.loss import residual_noise
+
+    speech, noisy = torch.randn(1, 2, 4, 8), 2 * torch.randn(1, 2, 4, 8)
+    mask = torch.ones(1, 8)
+    mask[0, 5:] = 0
+    est = noisy.clone()
+    base = residual_noise(est, speech, noisy, mask)
+    est[..., 5:] += 50
+    assert torch.allclose(residual_noise(est, speech, noisy, mask), base)

@@ -342,3 +342,33 @@ def test_resume_with_another_batch_size_says_so(tmp_path):
     _, err = p.communicate(timeout=300)
     assert p.returncode == 0, err.decode()[-3000:]
     assert b"trained on 1 process(es) x batch 4 with 1 x 2" in err
+
+
+def test_residual_noise_weight_reaches_the_training_loss():
+    """The training step's loss (eager and through compile_loss) is the paper's plus the weighted
+    residual-noise term; validation and the default keep the paper's loss alone."""
+    import torch
+
+    from gagnet.dsp import frame_mask
+    from gagnet.loss import gagnet_loss, residual_noise
+    from gagnet.train import compile_loss, make_module
+
+    torch.manual_seed(0)
+    n = 4000
+    batch = {"noisy": 0.1 * torch.randn(2, n), "clean": 0.05 * torch.randn(2, n), "lengths": torch.tensor([n, 3000])}
+    plain = make_module(load_train_config("smoke"))
+    module = make_module(load_train_config("smoke", ["residual_noise_weight=0.5"]))
+    module.model.load_state_dict(plain.model.state_dict())
+    with torch.no_grad():
+        noisy, clean, mask = module._spectra(batch)
+        ests = module.model.net(noisy)
+        paper = gagnet_loss(ests, clean, mask)
+        extra = residual_noise(ests[-1], clean, noisy, mask)
+        assert extra > 0
+        torch.testing.assert_close(plain._loss(batch), paper)
+        torch.testing.assert_close(module._loss(batch), paper + 0.5 * extra)
+        torch._dynamo.reset()
+        torch.testing.assert_close(compile_loss(module.model.net, backend="eager", residual_weight=0.5)(noisy, clean, mask),
+                                   paper + 0.5 * extra)
+    with pytest.raises(ValueError):
+        load_train_config("smoke", ["residual_noise_weight=-1"])

@@ -318,6 +318,9 @@ class TrainConfig:
     decides, checked every ``log_every_steps`` steps; the epoch ends after the one batch the
     loader has already fetched.
 
+    ``residual_noise_weight`` > 0 adds that times :func:`gagnet.loss.residual_noise` (the
+    noise left in noise-dominated bins) to the training loss; validation keeps the paper's.
+
     ``stop_after_minutes`` ends this invocation once its fit has run that long (rank 0's
     wall clock), with a checkpoint and a validation, while ``max_minutes`` stays the budget of the whole run (and
     of its cosine schedule): a run split over several calls of a time-limited machine, each
@@ -351,6 +354,7 @@ class TrainConfig:
     max_minutes: float | None = None
     compile: bool = False
     freeze_bn_stats: bool = False
+    residual_noise_weight: float = 0.0
     val_every_minutes: float | None = None
     stop_after_minutes: float | None = None
 
@@ -365,6 +369,8 @@ class TrainConfig:
             raise ValueError("val_every_minutes must be positive")
         if self.plateau_patience < 1:
             raise ValueError("plateau_patience must be at least 1")
+        if self.residual_noise_weight < 0:
+            raise ValueError("residual_noise_weight must be non-negative")
         if self.batch_size < 1 or self.val_every_steps < 1:
             raise ValueError("batch_size and val_every_steps must be positive")
 

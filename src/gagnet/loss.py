@@ -1,4 +1,4 @@
-"""The paper's stage-weighted loss on compressed spectra."""
+"""The paper's stage-weighted loss on compressed spectra, and an optional residual-noise term."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -13,12 +13,15 @@ def stage_weights(q: int, earlier: float = 0.1) -> list[float]:
     return [earlier] * (q - 1) + [1.0]
 
 
-def gagnet_loss(estimates: Sequence[Tensor], target: Tensor, mask: Tensor | None = None) -> Tensor:
+def gagnet_loss(estimates: Sequence[Tensor], target: Tensor, mask: Tensor | None = None,
+                noisy: Tensor | None = None, residual_weight: float = 0.0) -> Tensor:
     """0.5 * (MSE of real/imag + MSE of magnitude), summed over stages with stage weights.
 
     ``estimates``: per-stage (B, 2, F, T) compressed spectra; ``target``: (B, 2, F, T);
     ``mask``: (B, T) with 1 for real frames and 0 for padding (all frames when None).
-    Means are taken over the unmasked time-frequency points only.
+    Means are taken over the unmasked time-frequency points only. With ``residual_weight``
+    > 0 (not in the paper) it adds that times :func:`residual_noise` of the last stage,
+    which needs the ``noisy`` input spectrum (B, 2, F, T).
     """
     b, _, f, t = target.shape
     if mask is None:
@@ -31,6 +34,26 @@ def gagnet_loss(estimates: Sequence[Tensor], target: Tensor, mask: Tensor | None
         ri = (((est - target) ** 2).sum(1) * m).sum() / (2 * denom)
         mag = (((magnitude(est) - target_mag) ** 2) * m).sum() / denom
         total = total + w * 0.5 * (ri + mag)
+    if residual_weight > 0:
+        if noisy is None:
+            raise ValueError("residual_weight needs the noisy spectrum")
+        total = total + residual_weight * residual_noise(estimates[-1], target, noisy, mask)
     return total
+
+
+def residual_noise(estimate: Tensor, target: Tensor, noisy: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean squared magnitude *excess* of ``estimate`` over ``target`` in noise-dominated bins.
+
+    All (B, 2, F, T) compressed spectra; ``mask`` as in :func:`gagnet_loss`. Each bin's excess
+    ``relu(|est| - |target|)`` is weighted by ``1 - min(|target| / |noisy|, 1)``: about 1
+    where the input is mostly noise, 0 where it is the target itself (clean input costs
+    nothing, whatever the estimate). Penalises the noise a model leaves, not lost speech.
+    """
+    b, _, f, t = target.shape
+    m = (target.new_ones(b, t) if mask is None else mask)[:, None, :].to(target.dtype)
+    target_mag, noisy_mag = magnitude(target), magnitude(noisy)
+    speechness = (target_mag / noisy_mag.clamp_min(1e-8)).clamp(max=1.0)
+    excess = (magnitude(estimate) - target_mag).clamp_min(0.0)
+    return ((1.0 - speechness) * excess ** 2 * m).sum() / (m.sum() * f)
 
 

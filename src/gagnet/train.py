@@ -78,9 +78,9 @@ def skip_nonfinite_step(optimizer: torch.optim.Optimizer, params: Sequence[torch
     return found
 
 
-def compile_loss(net: GaGNet, backend: str = "inductor") -> Callable[..., torch.Tensor]:
-    """The training loss of ``net``, ``(noisy, clean, mask) -> gagnet_loss(net(noisy), clean, mask)``
-    on compressed spectra, under ``torch.compile`` (inductor).
+def compile_loss(net: GaGNet, backend: str = "inductor", residual_weight: float = 0.0) -> Callable[..., torch.Tensor]:
+    """The training loss of ``net``, ``(noisy, clean, mask) -> gagnet_loss(net(noisy), clean, mask,
+    noisy, residual_weight)`` on compressed spectra, under ``torch.compile`` (inductor).
 
     The same function of the same parameters (the module itself is untouched, so its state
     dict and the eager path are unchanged). Inductor fuses each norm, PReLU and gate with its
@@ -92,7 +92,7 @@ def compile_loss(net: GaGNet, backend: str = "inductor") -> Callable[..., torch.
     """
 
     def loss(noisy: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return gagnet_loss(net(noisy), clean, mask)
+        return gagnet_loss(net(noisy), clean, mask, noisy, residual_weight)
 
     return torch.compile(loss, backend=backend, dynamic=False)
 
@@ -122,7 +122,8 @@ def make_module(cfg: TrainConfig):
             self.model = WaveGaGNet(GaGNet(self.cfg.model_config()))
             # training steps only (validation has other shapes and eval mode); a plain function,
             # so that it is no submodule and the state dict stays the network's own
-            self._compiled_loss = compile_loss(self.model.net) if self.cfg.compile else None
+            self._compiled_loss = (compile_loss(self.model.net, residual_weight=self.cfg.residual_noise_weight)
+                                   if self.cfg.compile else None)
             self._val_examples: list[dict[str, Any]] = []
             self.mixer = None  # BatchMixer, set by train(); mixes index batches on the device
             self.skipped = torch.zeros(())  # optimiser steps skipped for non-finite gradients
@@ -142,7 +143,7 @@ def make_module(cfg: TrainConfig):
             noisy, clean, mask = self._spectra(batch)
             if compiled and self._compiled_loss is not None:
                 return self._compiled_loss(noisy, clean, mask)
-            return gagnet_loss(self.model.net(noisy), clean, mask)
+            return gagnet_loss(self.model.net(noisy), clean, mask, noisy, self.cfg.residual_noise_weight)
 
         def on_fit_start(self) -> None:
             if self.mixer is not None:
