@@ -33,6 +33,10 @@ prepare() {
     if [ "${PACK_LOCAL:-0}" = 1 ]; then
       [ -f local/apt_speech/targets_en_es_fr.txt ] && speech+=(local/apt_speech/targets_en_es_fr.txt)
       [ -d local/noise_gen ] && noise+=(local/noise_gen)
+    elif [ -d local/noise_gen/babble ]; then
+      # only the babble kinds of the generated noise (11 min, 2.4 MB of Opus): the device makes the
+      # other kinds itself but has no non-target speech to make babble from
+      noise+=(local/noise_gen/babble local/noise_gen/babble_machine)
     fi
     # shellcheck disable=SC2206
     speech+=(${SPEECH:-}); noise+=(${NOISE:-})
@@ -78,7 +82,7 @@ device_setup() {
   export PYTHONPATH=$PWD/src:/tmp/gagnet-site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
   export TORCHINDUCTOR_CACHE_DIR=$PWD/$LEASE/inductor-cache  # kept between calls on a warm machine
   if [ ! -f "$LEASE/noise_gen/corpus.json" ]; then  # written last: a half-made corpus is redone
-    # generated noise made here instead of carried (deterministic; babble needs speech the device lacks)
+    # generated noise made here instead of carried (deterministic); its babble comes in the pack
     python3 -m gagnet make-noise "$LEASE/noise_gen" --minutes 30 --kinds colored,hum,clicks,machine,hum_clicks \
       --overwrite >/dev/null || exit 1
   fi
