@@ -13,7 +13,7 @@ import soundfile as sf
 
 pytest.importorskip("lightning")
 
-from gagnet.train import StepSampler, cosine_lr, load_train_config  # noqa: E402
+from gagnet.train import CONFIG_DIR, StepSampler, cosine_lr, load_train_config  # noqa: E402
 
 
 def _make_corpus(root: Path) -> tuple[Path, Path]:
@@ -80,6 +80,21 @@ def test_config_overrides_and_errors(tmp_path):
         load_train_config("smoke", ["nonsense=1"])
     with pytest.raises(FileNotFoundError):
         load_train_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("name", sorted(f.stem for f in CONFIG_DIR.glob("*.yaml")))
+def test_every_packaged_recipe_loads(name):
+    """A typo in a shipped recipe (an unknown key, a bad value) fails here, not an hour into a run;
+    a recipe that continues a shipped model names one that ships."""
+    from gagnet.config import get_config
+    from gagnet.pretrained import available
+
+    cfg = load_train_config(name)
+    get_config(cfg.model)  # raises on a network name that no preset has
+    assert cfg.batch_size > 0 and cfg.lr > 0
+    init = cfg.init_weights
+    if init and "/" not in str(init) and not str(init).endswith(".pt"):
+        assert init in available(), f"{name} continues {init!r}, which is not shipped"
 
 
 def test_smoke_training_loss_falls(tmp_path):
