@@ -11,9 +11,11 @@ adds the weight blends ``(1 - a) * A + a * B`` for each ``--alphas`` value
         --models causal-v1 START.pt LEASE.pt --blend START.pt LEASE.pt --alphas 0.3 0.5 0.7
 
 Rows are labelled by the model's name or path (blends: ``blend a``). Held out means held out by
-``--config``'s split only: runs trained with another split (a lease on the pack, whose file
-keys differ) may have trained on part of it: ``--exclude-trained-by`` drops every file that
-another recipe trains on, matched by parent folder and name without suffix (docs/training.md (h)). About 2 minutes per model for 64 mixtures of 6 s on 2 CPU cores.
+``--config``'s split only. Runs trained with another split may have trained on part of it:
+``--exclude-trained-by`` drops every file that another recipe trains on, matched by parent
+folder and name without suffix. The 2026-12-06 lease's pack split differently; the files no run
+has trained on are listed in ``recipes/unseen/`` (``--config recipes/unseen/unseen.yaml``;
+docs/training.md (h)). About 2 minutes per model for 64 mixtures of 6 s on 2 CPU cores.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import soundfile as sf
 import yaml
 
 from gagnet.blend import blend_files
+from gagnet.data.validation import source_name
 from gagnet.enhance import Enhancer
 from gagnet.evaluate import evaluate
 
@@ -35,8 +38,9 @@ CLEAN = ["pesq_wb", "stoi"]
 
 
 def _loose_key(path: Path) -> str:
-    """Parent folder and stem: the same for a file and its packed copy (``0/<path>.ogg``)."""
-    return f"{path.parent.name}/{path.stem}"
+    """Parent folder and stem: the same for a file and its packed copy, in either pack layout
+    (``0/<path>.ogg`` before packs kept split keys, ``<k>/<two folders>/<path>.wav.ogg`` since)."""
+    return f"{path.parent.name}/{Path(source_name(path)).stem}"
 
 
 def unseen_config(config: Path, exclude: list[str], folder: Path) -> Path:
@@ -84,7 +88,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--snr", type=float, nargs=2, default=(-5.0, 20.0))
     ap.add_argument("--exclude-trained-by", nargs="*", default=[], metavar="CONFIG",
-                    help="drop held-out files that these recipes train on (e.g. lease: its pack splits differently)")
+                    help="drop held-out files that these recipes train on (e.g. a recipe with another split)")
     ap.add_argument("--unseen-dir", type=Path, help="keep the --exclude-trained-by lists and unseen.yaml here "
                     "(for recipes/atten_lim_sweep.py --config DIR/unseen.yaml)")
     ap.add_argument("--keep", type=Path, help="folder to keep the blended weights in")

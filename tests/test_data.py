@@ -312,3 +312,25 @@ def test_shared_data_pack():
     ds = MixingDataset(speech, noise, _cfg(segment_seconds=2.0))
     batch = collate([ds[i] for i in range(4)])
     assert batch["noisy"].shape == (4, 2 * SR) and torch.isfinite(batch["noisy"]).all()
+
+
+def test_the_unseen_comparison_set_is_held_out_whole(monkeypatch):
+    """recipes/unseen (issue 18's comparison set) lists every file once, relative to itself, from
+    the shared data or local/; as a recipe it holds all of them out; shared files it names exist."""
+    from gagnet.data import split_sources
+    from gagnet.train import load_train_config
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    data = load_train_config("recipes/unseen/unseen.yaml").data
+    (speech_train, speech_held), (noise_train, noise_held) = split_sources(data)
+    assert not speech_train and not noise_train
+    assert (len(speech_held), len(noise_held)) == (468, 35)
+    for held in (speech_held, noise_held):
+        assert len(set(held)) == len(held)
+        for p in held:
+            rel = Path(p).relative_to(Path("recipes", "unseen"))
+            assert rel.parts[:4] == ("..", "..", "..", "shared") or rel.parts[:3] == ("..", "..", "local"), p
+    if SHARED.is_dir():
+        shared = [p for p in speech_held + noise_held if "shared" in Path(p).parts]
+        assert shared and all(Path(p).is_file() for p in shared)

@@ -2,7 +2,8 @@
 
 ``gagnet pack OUT --speech ... --noise ... [--rirs N]`` decodes every source file to
 16 kHz mono and writes it as Ogg/Opus (``OUT/speech/<k>/...``, ``OUT/noise/<k>/...``, ``k``
-the index of the source), simulates ``N`` room impulse responses into ``OUT/rir/`` as
+the index of the source; paths and names chosen so the pack splits its held-out voices and
+files as the originals do), simulates ``N`` room impulse responses into ``OUT/rir/`` as
 24-bit FLAC (so the GPU side needs no pyroomacoustics), and writes ``OUT/pack.json`` with
 the sources, file counts, hours and bytes. Opus at libsndfile's compression level 0.9
 (about 29 kbit/s for speech) scored WB-PESQ 4.53 against the original speech here, so the
@@ -30,13 +31,22 @@ log = logging.getLogger(__name__)
 OPUS_LEVEL = 0.9
 
 
-def _relative(path: Path, source: Path) -> Path:
-    """``path`` relative to its source folder (or the list's folder), else its name."""
+def _packed_path(path: Path, source: Path) -> Path:
+    """Where ``path`` (a file of ``source``) goes under a pack's ``<kind>/<k>/``.
+
+    The hold-out split keys a speaker by the two folders above a file and a file by its parent
+    folder and name (:func:`~gagnet.data.validation.split_holdout`), so both are kept: the path
+    below the source folder (or the ``.txt`` list's folder) is prefixed by that folder's own two
+    names, and the name keeps its extension (``a.wav`` -> ``a.wav.ogg``). A listed file outside
+    the list's folder keeps its two parent folders and name.
+    """
     base = source if source.is_dir() else source.parent
     try:
-        return path.resolve().relative_to(base.resolve())
+        below = path.resolve().relative_to(base.resolve())
+        rel = Path(*Path(os.path.abspath(base)).parts[-2:]) / below
     except ValueError:
-        return Path(path.name)
+        rel = Path(*Path(os.path.abspath(path)).parts[-3:])
+    return rel.with_name(rel.name + ".ogg")
 
 
 def _encode(job: tuple[str, str, int, float]) -> tuple[float, int] | str:
@@ -60,7 +70,7 @@ def _pack_kind(kind: str, sources: list[str], out: Path, sample_rate: int, level
     for k, source in enumerate(sources):
         src = Path(source)
         for f in list_audio(src):
-            dst = out / kind / str(k) / _relative(f, src).with_suffix(".ogg")
+            dst = out / kind / str(k) / _packed_path(f, src)
             jobs.append((str(f), str(dst), sample_rate, level))
     seconds, size, failed = 0.0, 0, []
     with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -100,6 +110,7 @@ def make_pack(out: str | Path, speech: list[str], noise: list[str], rirs: int = 
         raise FileExistsError(f"{out} is not empty")
     workers = workers or os.cpu_count() or 1
     summary = {
+        "keeps_split_keys": True,  # laid out by _packed_path (older packs were not: recipes/gpu_lease.sh rebuilds them)
         "sample_rate": sample_rate,
         "opus_compression_level": level,
         "speech": _pack_kind("speech", speech, out, sample_rate, level, workers),

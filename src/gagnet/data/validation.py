@@ -10,15 +10,29 @@ import soundfile as sf
 from torch.utils.data import Dataset
 
 from ..config import DataConfig
+from .audio import AUDIO_EXTENSIONS
 from .mixing import MixingDataset
 
 logger = logging.getLogger(__name__)
 
 
+def source_name(path: Path) -> str:
+    """``path``'s name, less the ``.ogg`` a pack adds to it (``a.wav.ogg`` -> ``a.wav``).
+
+    A packed file (:mod:`gagnet.data.pack`) is keyed by its original's name, so a pack and its
+    sources hold out the same files; other names (``a.ogg``, ``icra_0.25.flac``) are unchanged.
+    """
+    inner = Path(path.stem).suffix.lower()
+    if path.suffix.lower() == ".ogg" and inner in AUDIO_EXTENSIONS:
+        return path.stem
+    return path.name
+
+
 def _hash_key(path: Path, root: Path | None) -> str:
     if root is not None:
-        return path.relative_to(root).as_posix()
-    return "/".join(path.parts[-2:])
+        path = path.relative_to(root)
+        return (path.parent / source_name(path)).as_posix()
+    return "/".join((*path.parent.parts[-1:], source_name(path)))
 
 
 def _unit_hash(key: str) -> float:
@@ -38,7 +52,8 @@ def split_holdout(
 
     A file is held out when the SHA-1 of its key falls below ``fraction``; the key is its
     path relative to ``root``, or without ``root`` its parent folder and name (e.g.
-    ``p225/p225_001.wav``), so the split survives moving the data and adding files. With
+    ``p225/p225_001.wav``; a packed copy keys as its original, :func:`source_name`), so the
+    split survives moving the data, adding files and packing them. With
     ``by="speaker"`` the key is the parent folder (:func:`_speaker_key`), so whole speakers
     are held out: validation then hears voices that training never saw. With
     ``0 < fraction`` and at least two keys, at least one is held out (the lowest hash).
