@@ -27,23 +27,28 @@ LIMIT_BYTES=$((64 * 1024 * 1024))
 prepare() {
   mkdir -p "$LEASE"
   grep -qxF "/local/" .gitignore || { echo "local/ must be ignored by git" >&2; exit 1; }
-  # a pack from before packs kept the held-out split's keys is rebuilt (docs/training.md (h))
-  if ! grep -qs '"keeps_split_keys": true' "$LEASE/pack/pack.json"; then
-    local speech=(../shared/data/speech) noise=(../shared/data/noise)
-    # local extras only on request: with two shipped models in the tree they no longer fit (docs/training.md (e))
-    if [ "${PACK_LOCAL:-0}" = 1 ]; then
-      [ -f local/apt_speech/targets_en_es_fr.txt ] && speech+=(local/apt_speech/targets_en_es_fr.txt)
-      [ -d local/noise_gen ] && noise+=(local/noise_gen)
-    elif [ -d local/noise_gen/babble ]; then
-      # only the babble kinds of the generated noise (11 min, 2.4 MB of Opus): the device makes the
-      # other kinds itself but has no non-target speech to make babble from
-      noise+=(local/noise_gen/babble local/noise_gen/babble_machine)
-    fi
-    # shellcheck disable=SC2206
-    speech+=(${SPEECH:-}); noise+=(${NOISE:-})
+  local speech=(../shared/data/speech) noise=(../shared/data/noise)
+  # local extras only on request: with two shipped models in the tree they no longer fit (docs/training.md (e))
+  if [ "${PACK_LOCAL:-0}" = 1 ]; then
+    [ -f local/apt_speech/targets_en_es_fr.txt ] && speech+=(local/apt_speech/targets_en_es_fr.txt)
+    [ -d local/noise_gen ] && noise+=(local/noise_gen)
+  elif [ -d local/noise_gen/babble ]; then
+    # only the babble kinds of the generated noise (11 min, 2.4 MB of Opus): the device makes the
+    # other kinds itself but has no non-target speech to make babble from
+    noise+=(local/noise_gen/babble local/noise_gen/babble_machine)
+  fi
+  # recorded sound events from Debian packages (recipes/apt_audio.sh; 7 min, about 1.5 MB of Opus)
+  for d in local/apt_audio/noise/events_*; do [ -d "$d" ] && noise+=("$d"); done
+  # shellcheck disable=SC2206
+  speech+=(${SPEECH:-}); noise+=(${NOISE:-})
+  local sources
+  sources=$(printf '%s\n' "${speech[@]}" -- "${noise[@]}")
+  # rebuilt when its sources change, and from before packs kept the held-out split's keys (docs/training.md (h))
+  if ! grep -qs '"keeps_split_keys": true' "$LEASE/pack/pack.json" || [ "$sources" != "$(cat "$LEASE/pack/sources.txt" 2>/dev/null)" ]; then
     rm -rf "$LEASE/pack"
     # Opus level 0.93 (default 0.9): the ../shared/data tar at 0.9 left 67.35 MB with the tree, over the 67.1
     gagnet pack "$LEASE/pack" --speech "${speech[@]}" --noise "${noise[@]}" --rirs 80 --level "${PACK_LEVEL:-0.93}" || exit 1
+    echo "$sources" > "$LEASE/pack/sources.txt"
   fi
   if [ ! -f "$LEASE/wheels/.done" ]; then  # what the device's image lacks (Python 3.12 there)
     mkdir -p "$LEASE/wheels"
