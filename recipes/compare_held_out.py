@@ -4,8 +4,8 @@ Each model runs with the network alone (no attenuation limit) on ``--count`` mix
 ``--seconds`` made from the speakers and noise files the recipe holds out, and on the held-out
 clean speech itself. Prints one row per model: the 11 measures of issue 18 on the mixtures, then
 the WB-PESQ and STOI change on clean speech (what the model costs clean input). ``--blend A B``
-adds the weight blends ``(1 - a) * A + a * B`` for each ``--alphas`` value
-(:mod:`gagnet.blend`)::
+adds the weight blends ``(1 - a) * A + a * B`` for each ``--alphas`` value, ``--modules`` giving
+some modules their own alpha (:mod:`gagnet.blend`)::
 
     python recipes/compare_held_out.py --config src/gagnet/configs/causal-v2-stage2.yaml \\
         --models causal-v1 START.pt LEASE.pt --blend START.pt LEASE.pt --alphas 0.3 0.5 0.7
@@ -84,6 +84,8 @@ def main() -> None:
     ap.add_argument("--models", nargs="*", default=["causal-v1", "causal-v2-wip"])
     ap.add_argument("--blend", nargs=2, metavar=("A", "B"))
     ap.add_argument("--alphas", type=float, nargs="+", default=[0.5])
+    ap.add_argument("--modules", type=json.loads, default=None, metavar="JSON",
+                    help='per-module alphas for the blends, e.g. \'{"encoder": 1, "stages.1.glance": 0.5}\' (gagnet.blend)')
     ap.add_argument("--count", type=int, default=64)
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--snr", type=float, nargs=2, default=(-5.0, 20.0))
@@ -103,7 +105,8 @@ def main() -> None:
         if args.blend:
             keep = args.keep or root / "blends"
             keep.mkdir(parents=True, exist_ok=True)
-            models += [(f"blend {a:g}", str(blend_files(*args.blend, a, keep / f"blend_{a:g}.pt"))) for a in args.alphas]
+            models += [(f"blend {a:g}", str(blend_files(*args.blend, a, keep / f"blend_{a:g}.pt", args.modules)))
+                       for a in args.alphas]
         models = [m if isinstance(m, tuple) else (m, m) for m in models]
         table = {}
         cols = [*MEASURES, *(f"clean_{m}" for m in CLEAN)]

@@ -45,3 +45,25 @@ def test_blend_refuses_other_networks_and_alphas(tmp_path):
         blend_networks(pa, pc, 0.5)
     with pytest.raises(ValueError, match="alpha"):
         blend_networks(pa, pa, 1.5)
+
+
+def test_layer_wise_blend_gives_each_module_its_own_alpha(tmp_path):
+    (pa, sa), (pb, sb) = _saved(tmp_path, "a", 0), _saved(tmp_path, "b", 1)
+    modules = {"encoder": 1.0, "stages.0": 0.25, "stages.0.gaze": 0.75}  # the longest path wins
+    mixed = blend_networks(pa, pb, 0.5, modules).state_dict()
+    seen = set()
+    for k, v in sb.items():
+        if not v.is_floating_point():
+            continue
+        alpha = (1.0 if k.startswith("encoder.") else 0.75 if k.startswith("stages.0.gaze.")
+                 else 0.25 if k.startswith("stages.0.") else 0.5)
+        seen.add(alpha)
+        torch.testing.assert_close(mixed[k], (1 - alpha) * sa[k] + alpha * v, msg=k)
+    assert seen == {1.0, 0.75, 0.25, 0.5}
+    with pytest.raises(ValueError, match="no such module"):
+        blend_networks(pa, pb, 0.5, {"stages.9": 1.0})
+    with pytest.raises(ValueError, match="alpha"):
+        blend_networks(pa, pb, 0.5, {"encoder": -0.1})
+    out = blend_files(pa, pb, 0.0, tmp_path / "lw.pt", {"encoder": 1.0})
+    k = next(k for k in sb if k.startswith("encoder.") and sb[k].is_floating_point())
+    torch.testing.assert_close(load_model(out).net.state_dict()[k], sb[k])
