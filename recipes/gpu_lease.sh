@@ -41,14 +41,22 @@ prepare() {
   for d in local/apt_audio/noise/events_*; do [ -d "$d" ] && noise+=("$d"); done
   # shellcheck disable=SC2206
   speech+=(${SPEECH:-}); noise+=(${NOISE:-})
-  local sources
-  sources=$(printf '%s\n' "${speech[@]}" -- "${noise[@]}")
-  # rebuilt when its sources change, and from before packs kept the held-out split's keys (docs/training.md (h))
-  if ! grep -qs '"keeps_split_keys": true' "$LEASE/pack/pack.json" || [ "$sources" != "$(cat "$LEASE/pack/sources.txt" 2>/dev/null)" ]; then
+  # rebuilt when its sources (pack.json) change, and from before packs kept the held-out split's
+  # keys (docs/training.md (h))
+  if ! python3 - "$LEASE/pack/pack.json" "${#speech[@]}" "${speech[@]}" "${noise[@]}" <<'PY'
+import json, sys
+path, n, *sources = sys.argv[1:]
+try:
+    pack = json.load(open(path))
+except OSError:
+    sys.exit(1)
+same = [pack["speech"]["sources"], pack["noise"]["sources"]] == [sources[:int(n)], sources[int(n):]]
+sys.exit(0 if pack.get("keeps_split_keys") and same else 1)
+PY
+  then
     rm -rf "$LEASE/pack"
     # Opus level 0.93 (default 0.9): the ../shared/data tar at 0.9 left 67.35 MB with the tree, over the 67.1
     gagnet pack "$LEASE/pack" --speech "${speech[@]}" --noise "${noise[@]}" --rirs 80 --level "${PACK_LEVEL:-0.93}" || exit 1
-    echo "$sources" > "$LEASE/pack/sources.txt"
   fi
   if [ ! -f "$LEASE/wheels/.done" ]; then  # what the device's image lacks (Python 3.12 there)
     mkdir -p "$LEASE/wheels"
