@@ -12,7 +12,9 @@
 # CALL1_MINUTES / CALL2_MINUTES (fit time of the two calls, 8.0 and 1.5 by default: call 1 then
 # ends with about 40 s to spare in its 600 s; their sum in call 1 is the cosine's budget, which the
 # checkpoint keeps: a longer call 2 runs its extra minutes at the floor rate),
-# SPEECH / NOISE (extra sources for the pack, space-separated).
+# SPEECH / NOISE (extra sources for the pack, space-separated). A compile cache in
+# local/lease/compile_cache.xz (returned by an earlier lease) travels in the tar and spares the
+# cold compile on the same GPU kind and torch; a call that compiled anything returns a new one.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:-}
@@ -68,7 +70,7 @@ PY
   fi
   mkdir -p "$LEASE/carry"
   tar -cf "$LEASE/carry/lease.tar" -C "$LEASE" pack wheels
-  local tree tar_bytes
+  local tree tar_bytes kind=""
   tree=$( (git ls-files -z; git ls-files -z --others --exclude-standard) | xargs -0 -r du -cb 2>/dev/null | tail -1 | cut -f1)
   tar_bytes=$(stat -c %s "$LEASE/carry/lease.tar")
   echo "working tree $((tree / 1000000)) MB + lease.tar $((tar_bytes / 1000000)) MB (limit $((LIMIT_BYTES / 1000000)) MB)"
@@ -76,12 +78,34 @@ PY
     echo "too large for one device call: drop sources from the pack (SPEECH/NOISE) or raise its Opus level" >&2
     exit 1
   fi
+  # the compile cache an earlier lease returned (docs/training.md (e)): spares the cold compile
+  # on the same GPU kind and torch; optional, so left out when it does not fit
+  if [ -f "$LEASE/compile_cache.xz" ]; then
+    local cache_bytes
+    cache_bytes=$(stat -c %s "$LEASE/compile_cache.xz")
+    if [ $((tree + tar_bytes + cache_bytes + 10240)) -le "$LIMIT_BYTES" ]; then
+      tar -rf "$LEASE/carry/lease.tar" -C "$LEASE" compile_cache.xz
+      kind=$(python3 - "$LEASE/compile_cache.xz" <<'PY'
+import sys
+from gagnet.compile_cache import read_header
+h = read_header(sys.argv[1])
+print("nvidia-h200" if "H200" in h["device"] else "nvidia-h100-x1" if "H100" in h["device"] else "")
+print(f"carrying a compile cache of {h['artifacts']} artifacts made with torch {h['torch']} on {h['device']}",
+      file=sys.stderr)
+PY
+)
+      echo "compile cache $((cache_bytes / 1000000)) MB added: $(( (tree + tar_bytes + cache_bytes) / 1000000 )) MB in all"
+    else
+      echo "compile cache ($((cache_bytes / 1000000)) MB) left out: it does not fit (the first step then compiles, about 4 min)" >&2
+    fi
+  fi
   cat <<EOF
-ready. Device calls (run, carry ["$LEASE/carry"]):
+ready. Device calls (run, carry ["$LEASE/carry"]${kind:+, kind "$kind": the GPU the compile cache was made on}):
   1. command: bash recipes/gpu_lease.sh train     timeout_s: 600
   2. at once, while the machine is warm, if status's budget_left_s allows (about 60 s of start-up
      and validation plus the training): command: CALL2_MINUTES=M bash recipes/gpu_lease.sh resume
      with M = (budget_left_s - 100) / 60 rounded down to a tenth (default 1.5), timeout_s: budget_left_s - 10
+  after: a returned compile_cache.xz (or its .part files, joined with cat) goes to $LEASE/compile_cache.xz
 EOF
 }
 
@@ -112,10 +136,25 @@ device_train() {  # $1: minutes of this call; the rest are overrides
   local resume=()
   [ -f "$LEASE/run/checkpoints/last.ckpt" ] && resume=(--resume)
   local start=$SECONDS
+  touch "$LEASE/.call_start"
   python3 -m gagnet train --config lease "${resume[@]}" init_weights="$INIT" max_minutes="$BUDGET" \
-    stop_after_minutes="$minutes" out_dir="$LEASE/run" "data.noise=[$LEASE/pack/noise,$LEASE/noise_gen]" "$@" 2>&1 | tr '\r' '\n' | grep -v 'it/s\]' >> "$OUT/train.txt"
+    stop_after_minutes="$minutes" out_dir="$LEASE/run" "data.noise=[$LEASE/pack/noise,$LEASE/noise_gen]" \
+    compile_cache="$LEASE/compile_cache.xz" "$@" 2>&1 | tr '\r' '\n' | grep -v 'it/s\]' >> "$OUT/train.txt"
   local status=${PIPESTATUS[0]}
   echo "training exited with $status after $((SECONDS - start)) s" | tee -a "$OUT/gpu.txt"
+  grep -F "compile cache" "$OUT/train.txt" | tee -a "$OUT/gpu.txt"
+  # a compile cache written in this call (something compiled from scratch) goes back, in parts
+  # of 15 MiB when larger (16 MiB a returned file)
+  if [ "$LEASE/compile_cache.xz" -nt "$LEASE/.call_start" ]; then
+    python3 -c "import sys; from gagnet.compile_cache import read_header; h = read_header(sys.argv[1]); \
+print(f'compile cache written: {h[\"artifacts\"]} artifacts, {h[\"torch\"]} on {h[\"device\"]}, {int(sys.argv[2]) / 1e6:.1f} MB')" \
+      "$LEASE/compile_cache.xz" "$(stat -c %s "$LEASE/compile_cache.xz")" | tee -a "$OUT/gpu.txt"
+    if [ "$(stat -c %s "$LEASE/compile_cache.xz")" -le $((15 * 1024 * 1024)) ]; then
+      cp "$LEASE/compile_cache.xz" "$OUT/"
+    else
+      split -b 15M -d "$LEASE/compile_cache.xz" "$OUT/compile_cache.xz.part"
+    fi
+  fi
   tail -n 20 "$OUT/train.txt"
   python3 - "$LEASE/run" "$OUT" <<'PY'
 import sys, torch, yaml

@@ -342,6 +342,36 @@ def export_callback(path: Path):
     return ExportWeights()
 
 
+def compile_cache_callback(path: Path):
+    import lightning as L
+
+    from .compile_cache import compile_misses, save_compile_cache
+
+    class SaveCompileCache(L.Callback):
+        """Rank 0 writes ``torch.compile``'s cache to ``path`` (:mod:`gagnet.compile_cache`) after
+        the first training step of the invocation, and again when the fit ends, whenever something
+        was compiled from scratch since the last write: a run that found everything in the cache
+        leaves the file as it was."""
+
+        def __init__(self) -> None:
+            self._misses = 0
+
+        def _save(self, trainer) -> None:
+            misses = compile_misses()
+            if trainer.global_rank == 0 and misses > self._misses:
+                save_compile_cache(path)
+                self._misses = misses
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if self._misses == 0:
+                self._save(trainer)
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            self._save(trainer)
+
+    return SaveCompileCache()
+
+
 def save_weights(net: GaGNet, path: Path) -> None:
     """Save ``{"config": ..., "state_dict": ...}``: loadable with ``torch.load(weights_only=True)``."""
     path.parent.mkdir(parents=True, exist_ok=True)

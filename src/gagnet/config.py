@@ -311,6 +311,9 @@ class TrainConfig:
 
     ``compile`` runs the training steps' network under ``torch.compile`` (same math; see
     :func:`gagnet.train.compile_loss`): faster steps after a first one that compiles.
+    ``compile_cache`` names a file of the compile's cache (:mod:`gagnet.compile_cache`): loaded
+    before the fit when it exists, written after the first step when anything compiled from
+    scratch, so that the next run on the same GPU, torch and Triton skips the cold compile.
 
     ``val_every_minutes`` (batch mixer only) ends a loop epoch, and so validates and writes
     the checkpoint, once that much training time has passed, instead of after
@@ -353,6 +356,7 @@ class TrainConfig:
     warmup_steps: int = 0
     max_minutes: float | None = None
     compile: bool = False
+    compile_cache: str | None = None
     freeze_bn_stats: bool = False
     residual_noise_weight: float = 0.0
     val_every_minutes: float | None = None

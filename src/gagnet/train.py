@@ -29,6 +29,7 @@ from .loss import gagnet_loss
 from .model.gagnet import GaGNet, count_parameters
 from .model.wave import WaveGaGNet
 from . import callbacks
+from .compile_cache import load_compile_cache
 from .callbacks import append_row, cosine_lr, save_weights  # noqa: F401 (public here too)
 from .data.sampling import StepBatches, StepSampler  # noqa: F401
 from .val_scoring import BackgroundScorer, batch_si_sdr
@@ -379,6 +380,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         torch.backends.cudnn.benchmark = True
         torch.set_float32_matmul_precision("high")
     precision = cfg.precision if cfg.precision != "auto" else ("bf16-mixed" if cuda else "32-true")
+    if cfg.compile and cfg.compile_cache:  # before anything compiles (docs/training.md (e))
+        load_compile_cache(cfg.compile_cache)
     export = callbacks.export_callback(out / "model.pt")  # its last validated step decides a final validation
     trainer = L.Trainer(
         max_steps=cfg.max_steps,
@@ -399,7 +402,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             callbacks.rank_audit_callback(out / "ranks"),
         ] + ([callbacks.budget_schedule_callback(cfg)] if cfg.lr_schedule == "cosine" else [])
           + ([callbacks.validation_clock_callback(cfg, train_dl.dataset)] if cfg.val_every_minutes else [])
-          + ([callbacks.stop_clock_callback(cfg)] if cfg.stop_after_minutes else []),
+          + ([callbacks.stop_clock_callback(cfg)] if cfg.stop_after_minutes else [])
+          + ([callbacks.compile_cache_callback(Path(cfg.compile_cache))] if cfg.compile and cfg.compile_cache else []),
         plugins=[callbacks.atomic_checkpoint_io()],
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
