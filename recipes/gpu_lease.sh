@@ -81,26 +81,24 @@ PY
   # the compile cache an earlier lease returned (docs/training.md (e)): spares the cold compile
   # on the same GPU kind and torch; optional, so left out when it does not fit
   if [ -f "$LEASE/compile_cache.xz" ]; then
-    local cache_bytes
+    local cache_bytes device
     cache_bytes=$(stat -c %s "$LEASE/compile_cache.xz")
-    if [ $((tree + tar_bytes + cache_bytes + 10240)) -le "$LIMIT_BYTES" ]; then
-      tar -rf "$LEASE/carry/lease.tar" -C "$LEASE" compile_cache.xz
-      kind=$(python3 - "$LEASE/compile_cache.xz" <<'PY'
-import sys
-from gagnet.compile_cache import read_header
-h = read_header(sys.argv[1])
-print("nvidia-h200" if "H200" in h["device"] else "nvidia-h100-x1" if "H100" in h["device"] else "")
-print(f"carrying a compile cache of {h['artifacts']} artifacts made with torch {h['torch']} on {h['device']}",
-      file=sys.stderr)
-PY
-)
-      echo "compile cache $((cache_bytes / 1000000)) MB added: $(( (tree + tar_bytes + cache_bytes) / 1000000 )) MB in all"
+    tar -rf "$LEASE/carry/lease.tar" -C "$LEASE" compile_cache.xz
+    if [ $((tree + $(stat -c %s "$LEASE/carry/lease.tar"))) -le "$LIMIT_BYTES" ]; then
+      device=$(python3 -c "import sys; from gagnet.compile_cache import read_header; h = read_header(sys.argv[1]); \
+print(f'{h[\"device\"]} (torch {h[\"torch\"]}, {h[\"artifacts\"]} artifacts)')" "$LEASE/compile_cache.xz")
+      echo "compile cache $((cache_bytes / 1000000)) MB added, made on $device"
+      case "$device" in
+        *H200*) kind=', kind "nvidia-h200" (the GPU the compile cache was made on)' ;;
+        *H100*) kind=' and no kind (a first call tries nvidia-h100-x1, the GPU the compile cache was made on; naming it rules out the fallback to an H200)' ;;
+      esac
     else
+      tar -cf "$LEASE/carry/lease.tar" -C "$LEASE" pack wheels
       echo "compile cache ($((cache_bytes / 1000000)) MB) left out: it does not fit (the first step then compiles, about 4 min); PACK_LEVEL=0.96 frees about 6 MB (docs/training.md (e))" >&2
     fi
   fi
   cat <<EOF
-ready. Device calls (run, carry ["$LEASE/carry"]${kind:+, kind "$kind": the GPU the compile cache was made on}):
+ready. Device calls (run, carry ["$LEASE/carry"]$kind):
   1. command: bash recipes/gpu_lease.sh train     timeout_s: 600
   2. at once, while the machine is warm, if status's budget_left_s allows (about 60 s of start-up
      and validation plus the training): command: CALL2_MINUTES=M bash recipes/gpu_lease.sh resume
@@ -109,10 +107,15 @@ ready. Device calls (run, carry ["$LEASE/carry"]${kind:+, kind "$kind": the GPU 
 EOF
 }
 
+cache_sum() { [ -f "$LEASE/compile_cache.xz" ] && sha256sum < "$LEASE/compile_cache.xz" | cut -d' ' -f1; }
+
 device_setup() {
   OUT=${OUT:-gpu_out}
   mkdir -p "$OUT"
-  if [ ! -d "$LEASE/pack" ]; then tar -xf "$LEASE/carry/lease.tar" -C "$LEASE" || exit 1; fi
+  if [ ! -d "$LEASE/pack" ]; then
+    tar -xf "$LEASE/carry/lease.tar" -C "$LEASE" || exit 1
+    cache_sum > "$LEASE/.cache_sent"  # the carried compile cache needs no return
+  fi
   if ! python3 -c "import soundfile, soxr, pystoi" 2>/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
       --target /tmp/gagnet-site "$LEASE"/wheels/*.whl || exit 1
@@ -136,23 +139,28 @@ device_train() {  # $1: minutes of this call; the rest are overrides
   local resume=()
   [ -f "$LEASE/run/checkpoints/last.ckpt" ] && resume=(--resume)
   local start=$SECONDS
-  touch "$LEASE/.call_start"
   python3 -m gagnet train --config lease "${resume[@]}" init_weights="$INIT" max_minutes="$BUDGET" \
     stop_after_minutes="$minutes" out_dir="$LEASE/run" "data.noise=[$LEASE/pack/noise,$LEASE/noise_gen]" \
     compile_cache="$LEASE/compile_cache.xz" "$@" 2>&1 | tr '\r' '\n' | grep -v 'it/s\]' >> "$OUT/train.txt"
   local status=${PIPESTATUS[0]}
   echo "training exited with $status after $((SECONDS - start)) s" | tee -a "$OUT/gpu.txt"
   grep -F "compile cache" "$OUT/train.txt" | tee -a "$OUT/gpu.txt"
-  # a compile cache written in this call (something compiled from scratch) goes back, in parts
-  # of 15 MiB when larger (16 MiB a returned file)
-  if [ "$LEASE/compile_cache.xz" -nt "$LEASE/.call_start" ]; then
+  # a compile cache not yet returned (written in this call, or in an earlier one that its time
+  # limit cut short) goes back, in at most two parts of 15 MiB (16 MiB a returned file, 8 files)
+  local sum
+  sum=$(cache_sum)
+  if [ -n "$sum" ] && [ "$sum" != "$(cat "$LEASE/.cache_sent" 2>/dev/null)" ]; then
+    local bytes
+    bytes=$(stat -c %s "$LEASE/compile_cache.xz")
     python3 -c "import sys; from gagnet.compile_cache import read_header; h = read_header(sys.argv[1]); \
-print(f'compile cache written: {h[\"artifacts\"]} artifacts, {h[\"torch\"]} on {h[\"device\"]}, {int(sys.argv[2]) / 1e6:.1f} MB')" \
-      "$LEASE/compile_cache.xz" "$(stat -c %s "$LEASE/compile_cache.xz")" | tee -a "$OUT/gpu.txt"
-    if [ "$(stat -c %s "$LEASE/compile_cache.xz")" -le $((15 * 1024 * 1024)) ]; then
-      cp "$LEASE/compile_cache.xz" "$OUT/"
+print(f'compile cache to return: {h[\"artifacts\"]} artifacts, {h[\"torch\"]} on {h[\"device\"]}, {int(sys.argv[2]) / 1e6:.1f} MB')" \
+      "$LEASE/compile_cache.xz" "$bytes" | tee -a "$OUT/gpu.txt"
+    if [ "$bytes" -le $((15 * 1024 * 1024)) ]; then
+      cp "$LEASE/compile_cache.xz" "$OUT/" && echo "$sum" > "$LEASE/.cache_sent"
+    elif [ "$bytes" -le $((30 * 1024 * 1024)) ]; then
+      split -b 15M -d "$LEASE/compile_cache.xz" "$OUT/compile_cache.xz.part" && echo "$sum" > "$LEASE/.cache_sent"
     else
-      split -b 15M -d "$LEASE/compile_cache.xz" "$OUT/compile_cache.xz.part"
+      echo "compile cache not returned: $bytes bytes, more than two 15 MiB parts" | tee -a "$OUT/gpu.txt"
     fi
   fi
   tail -n 20 "$OUT/train.txt"

@@ -33,8 +33,10 @@ CHILD = textwrap.dedent("""
     saver = compile_cache_callback(path)
     writes = []
     for rank in (1, 0, 0):  # rank 1 never writes; rank 0 once, then only after new misses
+        trainer = types.SimpleNamespace(global_rank=rank)
         before = path.stat().st_mtime_ns if path.exists() else None
-        saver.on_train_batch_end(types.SimpleNamespace(global_rank=rank), None, None, None, 0)
+        saver.on_train_batch_end(trainer, None, None, None, 0)
+        saver.on_train_end(trainer, None)  # waits for the writer thread; nothing new to save
         writes.append(path.exists() and path.stat().st_mtime_ns != before)
     print(json.dumps({"loaded": loaded, "misses": compile_misses(), "writes": writes}))
 """)
@@ -70,6 +72,7 @@ def test_a_missing_or_broken_cache_file_loads_nothing(tmp_path, caplog):
     broken = tmp_path / "broken.xz"
     broken.write_bytes(b"not xz at all")
     assert load_compile_cache(broken) == 0
+    caplog.clear()
     other = tmp_path / "other.xz"
     with lzma.open(other, "wb") as f:  # a readable header, then artifacts torch cannot read
         f.write(json.dumps({"torch": "0.0", "device": "elsewhere", "artifacts": 1}).encode() + b"\n")

@@ -343,31 +343,56 @@ def export_callback(path: Path):
 
 
 def compile_cache_callback(path: Path):
+    import threading
+
     import lightning as L
 
-    from .compile_cache import compile_misses, save_compile_cache
+    from .compile_cache import collect_compile_cache, compile_misses, write_compile_cache
 
     class SaveCompileCache(L.Callback):
         """Rank 0 writes ``torch.compile``'s cache to ``path`` (:mod:`gagnet.compile_cache`) after
         the first training step of the invocation, and again when the fit ends, whenever something
         was compiled from scratch since the last write: a run that found everything in the cache
-        leaves the file as it was."""
+        leaves the file as it was. The artifacts are collected on the training thread and
+        compressed in another, so training goes on meanwhile; a failure is logged, never raised."""
 
         def __init__(self) -> None:
             self._misses = 0
+            self._writer: threading.Thread | None = None
 
-        def _save(self, trainer) -> None:
+        def _write(self, payload: bytes, n: int) -> None:
+            try:
+                write_compile_cache(path, payload, n)
+            except Exception as e:
+                logger.warning("compile cache %s not written (%s: %s)", path, type(e).__name__, e)
+
+        def _save(self, trainer, wait: bool) -> None:
             misses = compile_misses()
-            if trainer.global_rank == 0 and misses > self._misses:
-                save_compile_cache(path)
-                self._misses = misses
+            if trainer.global_rank != 0 or misses <= self._misses:
+                return
+            self._misses = misses  # once per new compile, even if the write fails
+            if self._writer is not None:
+                self._writer.join()  # one writer at a time: the later file holds everything
+            try:
+                collected = collect_compile_cache()
+            except Exception as e:
+                logger.warning("compile cache not collected (%s: %s)", type(e).__name__, e)
+                return
+            if collected:
+                # not a daemon: the interpreter waits for it before exiting
+                self._writer = threading.Thread(target=self._write, args=collected, name="compile-cache")
+                self._writer.start()
+            if wait and self._writer is not None:
+                self._writer.join()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             if self._misses == 0:
-                self._save(trainer)
+                self._save(trainer, wait=False)
 
         def on_train_end(self, trainer, pl_module) -> None:
-            self._save(trainer)
+            self._save(trainer, wait=True)
+            if self._writer is not None:
+                self._writer.join()
 
     return SaveCompileCache()
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import lzma
 import os
 import platform
 from pathlib import Path
@@ -37,6 +36,8 @@ def machine() -> dict[str, str]:
 
 def read_header(path: str | Path) -> dict[str, Any]:
     """The header of a cache file: ``torch``, ``device`` and ``artifacts`` (how many)."""
+    import lzma
+
     with lzma.open(path, "rb") as f:
         return json.loads(f.readline())
 
@@ -46,6 +47,8 @@ def load_compile_cache(path: str | Path) -> int:
 
     Returns the number of artifacts loaded: 0 when the file is missing or unreadable (logged;
     training then compiles from scratch, as it would without the file)."""
+    import lzma
+
     path = Path(path)
     if not path.is_file():
         return 0
@@ -63,33 +66,48 @@ def load_compile_cache(path: str | Path) -> int:
         logger.warning("compile cache %s not loaded (%s: %s)", path, type(e).__name__, e)
         return 0
     n = sum(len(v) for v in info.artifacts.values()) if info is not None else 0
+    if not n:
+        logger.warning("compile cache %s not loaded (torch read no artifacts from it)", path)
+        return 0
     logger.info("compile cache %s: %d artifacts loaded (made with torch %s on %s)", path, n,
                 header.get("torch"), header.get("device"))
     return n
+
+
+def collect_compile_cache() -> tuple[bytes, int] | None:
+    """What this process has compiled (or loaded) so far, serialised: ``(artifacts, how many)``,
+    or None when there is nothing. Fast; :func:`write_compile_cache` does the slow compression."""
+    saved = torch.compiler.save_cache_artifacts()
+    if saved is None:
+        return None
+    payload, info = saved
+    n = sum(len(v) for v in info.artifacts.values())
+    return (payload, n) if n else None
+
+
+def write_compile_cache(path: str | Path, payload: bytes, n: int) -> int:
+    """Compress ``payload`` (``n`` artifacts) to ``path`` behind its header, atomically (lzma
+    releases the GIL, so this may run in a thread beside training). Returns the bytes written."""
+    import lzma
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with lzma.open(tmp, "wb", preset=6) as f:
+        f.write(json.dumps(dict(machine(), artifacts=n)).encode() + b"\n")
+        f.write(payload)
+    os.replace(tmp, path)
+    size = path.stat().st_size
+    logger.info("compile cache %s: %d artifacts, %.1f MB", path, n, size / 1e6)
+    return size
 
 
 def save_compile_cache(path: str | Path) -> int:
     """Write what this process has compiled (or loaded) so far to ``path``, atomically.
 
     Returns the bytes written, 0 when there was nothing to save."""
-    saved = torch.compiler.save_cache_artifacts()
-    if saved is None:
-        return 0
-    payload, info = saved
-    n = sum(len(v) for v in info.artifacts.values())
-    if not n:
-        return 0
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    header = dict(machine(), artifacts=n)
-    with lzma.open(tmp, "wb", preset=6) as f:
-        f.write(json.dumps(header).encode() + b"\n")
-        f.write(payload)
-    os.replace(tmp, path)
-    size = path.stat().st_size
-    logger.info("compile cache %s: %d artifacts, %.1f MB", path, n, size / 1e6)
-    return size
+    collected = collect_compile_cache()
+    return write_compile_cache(path, *collected) if collected else 0
 
 
 def compile_misses() -> int:
