@@ -85,8 +85,7 @@ PY
     cache_bytes=$(stat -c %s "$LEASE/compile_cache.xz")
     tar -rf "$LEASE/carry/lease.tar" -C "$LEASE" compile_cache.xz
     if [ $((tree + $(stat -c %s "$LEASE/carry/lease.tar"))) -le "$LIMIT_BYTES" ]; then
-      device=$(python3 -c "import sys; from gagnet.compile_cache import read_header; h = read_header(sys.argv[1]); \
-print(f'{h[\"device\"]} (torch {h[\"torch\"]}, {h[\"artifacts\"]} artifacts)')" "$LEASE/compile_cache.xz")
+      device=$(cache_desc)
       echo "compile cache $((cache_bytes / 1000000)) MB added, made on $device"
       case "$device" in
         *H200*) kind=', kind "nvidia-h200" (the GPU the compile cache was made on)' ;;
@@ -107,7 +106,13 @@ ready. Device calls (run, carry ["$LEASE/carry"]$kind):
 EOF
 }
 
+# the carried or written compile cache: its sha256 (nothing when absent), and where it was made
 cache_sum() { [ -f "$LEASE/compile_cache.xz" ] && sha256sum < "$LEASE/compile_cache.xz" | cut -d' ' -f1; }
+
+cache_desc() {
+  python3 -c "import sys; from gagnet.compile_cache import read_header; h = read_header(sys.argv[1]); \
+print(f'{h[\"device\"]} (torch {h[\"torch\"]}, {h[\"artifacts\"]} artifacts)')" "$LEASE/compile_cache.xz"
+}
 
 device_setup() {
   OUT=${OUT:-gpu_out}
@@ -152,9 +157,7 @@ device_train() {  # $1: minutes of this call; the rest are overrides
   if [ -n "$sum" ] && [ "$sum" != "$(cat "$LEASE/.cache_sent" 2>/dev/null)" ]; then
     local bytes
     bytes=$(stat -c %s "$LEASE/compile_cache.xz")
-    python3 -c "import sys; from gagnet.compile_cache import read_header; h = read_header(sys.argv[1]); \
-print(f'compile cache to return: {h[\"artifacts\"]} artifacts, {h[\"torch\"]} on {h[\"device\"]}, {int(sys.argv[2]) / 1e6:.1f} MB')" \
-      "$LEASE/compile_cache.xz" "$bytes" | tee -a "$OUT/gpu.txt"
+    echo "compile cache to return: made on $(cache_desc), $((bytes / 1000)) kB" | tee -a "$OUT/gpu.txt"
     if [ "$bytes" -le $((15 * 1024 * 1024)) ]; then
       cp "$LEASE/compile_cache.xz" "$OUT/" && echo "$sum" > "$LEASE/.cache_sent"
     elif [ "$bytes" -le $((30 * 1024 * 1024)) ]; then

@@ -366,7 +366,7 @@ def compile_cache_callback(path: Path):
             except Exception as e:
                 logger.warning("compile cache %s not written (%s: %s)", path, type(e).__name__, e)
 
-        def _save(self, trainer, wait: bool) -> None:
+        def _save(self, trainer) -> None:
             misses = compile_misses()
             if trainer.global_rank != 0 or misses <= self._misses:
                 return
@@ -382,15 +382,13 @@ def compile_cache_callback(path: Path):
                 # not a daemon: the interpreter waits for it before exiting
                 self._writer = threading.Thread(target=self._write, args=collected, name="compile-cache")
                 self._writer.start()
-            if wait and self._writer is not None:
-                self._writer.join()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             if self._misses == 0:
-                self._save(trainer, wait=False)
+                self._save(trainer)
 
         def on_train_end(self, trainer, pl_module) -> None:
-            self._save(trainer, wait=True)
+            self._save(trainer)
             if self._writer is not None:
                 self._writer.join()
 

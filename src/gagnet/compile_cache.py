@@ -34,6 +34,11 @@ def machine() -> dict[str, str]:
     return {"torch": torch.__version__, "device": device}
 
 
+def _count(info: Any) -> int:
+    """Artifacts in a ``torch.compiler`` CacheInfo (None: none)."""
+    return sum(len(v) for v in info.artifacts.values()) if info is not None else 0
+
+
 def read_header(path: str | Path) -> dict[str, Any]:
     """The header of a cache file: ``torch``, ``device`` and ``artifacts`` (how many)."""
     import lzma
@@ -65,7 +70,7 @@ def load_compile_cache(path: str | Path) -> int:
     except Exception as e:  # a bad file must never stop a training run
         logger.warning("compile cache %s not loaded (%s: %s)", path, type(e).__name__, e)
         return 0
-    n = sum(len(v) for v in info.artifacts.values()) if info is not None else 0
+    n = _count(info)
     if not n:
         logger.warning("compile cache %s not loaded (torch read no artifacts from it)", path)
         return 0
@@ -81,7 +86,7 @@ def collect_compile_cache() -> tuple[bytes, int] | None:
     if saved is None:
         return None
     payload, info = saved
-    n = sum(len(v) for v in info.artifacts.values())
+    n = _count(info)
     return (payload, n) if n else None
 
 
@@ -100,14 +105,6 @@ def write_compile_cache(path: str | Path, payload: bytes, n: int) -> int:
     size = path.stat().st_size
     logger.info("compile cache %s: %d artifacts, %.1f MB", path, n, size / 1e6)
     return size
-
-
-def save_compile_cache(path: str | Path) -> int:
-    """Write what this process has compiled (or loaded) so far to ``path``, atomically.
-
-    Returns the bytes written, 0 when there was nothing to save."""
-    collected = collect_compile_cache()
-    return write_compile_cache(path, *collected) if collected else 0
 
 
 def compile_misses() -> int:
