@@ -309,7 +309,8 @@ def export_callback(path: Path):
     class ExportWeights(L.Callback):
         """Keeps ``model.pt`` (config + network weights of the latest validation, no optimiser)
         and ``model_best.pt`` (those of the lowest ``val/loss`` so far) next to the checkpoints:
-        the best weights cost a third of a full checkpoint."""
+        the best weights cost a third of a full checkpoint. With ``ema_decay`` these are the
+        weight average's (the one validated); the raw weights stay in the checkpoint."""
 
         def __init__(self) -> None:
             self.best = math.inf
@@ -330,14 +331,15 @@ def export_callback(path: Path):
             if better:
                 self.best = float(loss)
             if trainer.global_rank == 0:
-                save_weights(pl_module.model.net, path)
+                state = pl_module.export_state()
+                save_weights(pl_module.model.net, path, state)
                 if better:
-                    save_weights(pl_module.model.net, path.with_name("model_best.pt"))
+                    save_weights(pl_module.model.net, path.with_name("model_best.pt"), state)
 
         def on_train_end(self, trainer, pl_module) -> None:
             # a run stopped by max_minutes ends between validations: keep its last steps too
             if trainer.global_rank == 0:
-                save_weights(pl_module.model.net, path)
+                save_weights(pl_module.model.net, path, pl_module.export_state())
 
     return ExportWeights()
 
@@ -395,9 +397,10 @@ def compile_cache_callback(path: Path):
     return SaveCompileCache()
 
 
-def save_weights(net: GaGNet, path: Path) -> None:
-    """Save ``{"config": ..., "state_dict": ...}``: loadable with ``torch.load(weights_only=True)``."""
+def save_weights(net: GaGNet, path: Path, state: dict[str, torch.Tensor] | None = None) -> None:
+    """Save ``{"config": ..., "state_dict": ...}`` of ``net`` (or of ``state``, e.g. its weight
+    average): loadable with ``torch.load(weights_only=True)``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"config": net.cfg.to_dict(), "state_dict": net.state_dict()}, tmp)
+    torch.save({"config": net.cfg.to_dict(), "state_dict": net.state_dict() if state is None else state}, tmp)
     os.replace(tmp, path)

@@ -324,6 +324,10 @@ class TrainConfig:
     ``residual_noise_weight`` > 0 adds that times :func:`gagnet.loss.residual_noise` (the
     noise left in noise-dominated bins) to the training loss; validation keeps the paper's.
 
+    ``ema_decay`` > 0 keeps an exponential moving average of the weights
+    (:mod:`gagnet.weight_average`), starting from the run's first weights; validation, the
+    best-weights choice, ``model.pt`` and ``model_best.pt`` use it, training the raw weights.
+
     ``stop_after_minutes`` ends this invocation once its fit has run that long (rank 0's
     wall clock), with a checkpoint and a validation, while ``max_minutes`` stays the budget of the whole run (and
     of its cosine schedule): a run split over several calls of a time-limited machine, each
@@ -359,6 +363,7 @@ class TrainConfig:
     compile_cache: str | None = None
     freeze_bn_stats: bool = False
     residual_noise_weight: float = 0.0
+    ema_decay: float = 0.0
     val_every_minutes: float | None = None
     stop_after_minutes: float | None = None
 
@@ -375,6 +380,8 @@ class TrainConfig:
             raise ValueError("plateau_patience must be at least 1")
         if self.residual_noise_weight < 0:
             raise ValueError("residual_noise_weight must be non-negative")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError("ema_decay must lie in [0, 1) (0: no weight average)")
         if self.batch_size < 1 or self.val_every_steps < 1:
             raise ValueError("batch_size and val_every_steps must be positive")
 

@@ -33,6 +33,7 @@ from .compile_cache import load_compile_cache
 from .callbacks import append_row, cosine_lr, save_weights  # noqa: F401 (public here too)
 from .data.sampling import StepBatches, StepSampler  # noqa: F401
 from .val_scoring import BackgroundScorer, batch_si_sdr
+from .weight_average import WeightAverage
 
 log = logging.getLogger(__name__)
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -133,6 +134,12 @@ def make_module(cfg: TrainConfig):
             self._val_sdr_noisy_rows: list[torch.Tensor] = []
             self._val_sdr_noisy: float | None = None
             self._noisy_sent = False
+            # validation, model.pt and model_best.pt use the average when ema_decay is set
+            self.ema = WeightAverage(self.model.net, self.cfg.ema_decay) if self.cfg.ema_decay else None
+
+        def export_state(self) -> dict[str, torch.Tensor]:
+            """The weights ``model.pt`` stores: the moving average when there is one."""
+            return self.ema.state_dict() if self.ema is not None else self.model.net.state_dict()
 
         def _spectra(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             """Compressed noisy and clean spectra of a batch, and its frame mask."""
@@ -150,6 +157,8 @@ def make_module(cfg: TrainConfig):
             if self.mixer is not None:
                 self.mixer.to(self.device)
             self.skipped = self.skipped.to(self.device)
+            if self.ema is not None:
+                self.ema.start()  # from the weights the fit starts with, unless a checkpoint restored it
 
         def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
             if isinstance(batch, torch.Tensor):  # global mixture indices (on the host): mixed on the device
@@ -168,6 +177,14 @@ def make_module(cfg: TrainConfig):
             self.log("train/loss", loss, batch_size=batch["noisy"].shape[0])
             return loss
 
+        def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+            if self.ema is not None:
+                self.ema.update()
+
+        def on_validation_epoch_start(self) -> None:
+            if self.ema is not None:  # validate the average; the raw weights return at the epoch's end
+                self.ema.swap_in()
+
         def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
             if getattr(self.trainer.precision_plugin, "scaler", None) is not None:  # fp16: the scaler skips
                 return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
@@ -177,10 +194,14 @@ def make_module(cfg: TrainConfig):
         def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
             checkpoint["gagnet"] = {"world_size": self.trainer.world_size, "batch_size": self.cfg.batch_size,
                                     "skipped_steps": float(self.skipped)}
+            if self.ema is not None:
+                checkpoint["gagnet"]["weight_average"] = self.ema.checkpoint()
 
         def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
             meta = checkpoint.get("gagnet", {})
             self.skipped = torch.tensor(float(meta.get("skipped_steps", 0.0)))
+            if self.ema is not None and "weight_average" in meta:
+                self.ema.load_checkpoint(meta["weight_average"])
             then = (meta.get("world_size"), meta.get("batch_size"))
             now = (self.trainer.world_size, self.cfg.batch_size)
             if None not in then and then != now:
@@ -210,6 +231,8 @@ def make_module(cfg: TrainConfig):
                     })
 
         def on_validation_epoch_end(self) -> None:
+            if self.ema is not None:
+                self.ema.swap_out()
             if self._val_sdr:
                 self.log("val/si_sdr", torch.cat(self._val_sdr).mean().float(), sync_dist=True)
             if self._val_sdr_noisy_rows:
