@@ -6,8 +6,9 @@
 #   bash recipes/gpu_lease.sh resume         # on the device (second call, machine still warm): the rest
 #
 # `prepare` prints the exact device calls. Both device steps leave in $OUT the fp16 weights of
-# the best validation (model_best_fp16.pt), the logs (logs.tgz) and a throughput line
-# (throughput.txt). Extra arguments are config overrides (e.g. batch_size=96).
+# the best validation (model_best_fp16.pt), the logs (logs.tgz) and a throughput line (at the end
+# of gpu.txt); with ema_decay, also the raw last weights (model_raw_fp16.pt). Extra arguments are
+# config overrides (e.g. batch_size=96).
 # Environment: INIT (weights to continue from; default the best so far on validation, causal-v2-wip),
 # CALL1_MINUTES / CALL2_MINUTES (fit time of the two calls, 8.0 and 1.5 by default: call 1 then
 # ends with about 40 s to spare in its 600 s; their sum in call 1 is the cosine's budget, which the
@@ -172,10 +173,17 @@ import sys, torch, yaml
 from pathlib import Path
 from gagnet.callbacks import log_throughput
 run, out = Path(sys.argv[1]), Path(sys.argv[2])
+def save_half(config, state, path):
+    half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    torch.save({"config": config, "state_dict": half}, path)
 for name in ("model_best", "model"):
     ckpt = torch.load(run / f"{name}.pt", map_location="cpu", weights_only=True)
-    half = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
-    torch.save({"config": ckpt["config"], "state_dict": half}, out / f"{name}_fp16.pt")
+    save_half(ckpt["config"], ckpt["state_dict"], out / f"{name}_fp16.pt")
+last = run / "checkpoints" / "last.ckpt"  # with ema_decay the two above are the weight average's
+full = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else {}
+if "weight_average" in full.get("gagnet", {}):
+    raw = {k.removeprefix("model.net."): v for k, v in full["state_dict"].items() if k.startswith("model.net.")}
+    save_half(ckpt["config"], raw, out / "model_raw_fp16.pt")
 cfg = yaml.safe_load((run / "config.yaml").read_text())
 audio = cfg["batch_size"] * cfg["data"]["segment_seconds"]
 t = log_throughput(run / "train_log.csv", audio)
@@ -184,7 +192,7 @@ line = "no steps logged" if t is None else (
     f"row (steps {t['from_step']}..{t['to_step']}, {t['seconds']:.0f} s, validation included); "
     f"{t['to_step'] * audio / 3600:.1f} h of mixtures in the run; skipped steps {t['skipped']}")
 print(line)
-(out / "throughput.txt").open("a").write(line + "\n")
+(out / "gpu.txt").open("a").write(line + "\n")
 PY
   tar -czf "$OUT/logs.tgz" -C "$LEASE/run" train_log.csv val_log.csv config.yaml \
     $(cd "$LEASE/run" && ls -d val_scores.csv ranks 2>/dev/null)
