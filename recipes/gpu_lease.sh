@@ -172,6 +172,7 @@ device_train() {  # $1: minutes of this call; the rest are overrides
 import sys, torch, yaml
 from pathlib import Path
 from gagnet.callbacks import log_throughput
+from gagnet.pretrained import load_model
 run, out = Path(sys.argv[1]), Path(sys.argv[2])
 def save_half(config, state, path):
     half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
@@ -179,12 +180,10 @@ def save_half(config, state, path):
 for name in ("model_best", "model"):
     ckpt = torch.load(run / f"{name}.pt", map_location="cpu", weights_only=True)
     save_half(ckpt["config"], ckpt["state_dict"], out / f"{name}_fp16.pt")
-last = run / "checkpoints" / "last.ckpt"  # with ema_decay the two above are the weight average's
-full = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else {}
-if "weight_average" in full.get("gagnet", {}):
-    raw = {k.removeprefix("model.net."): v for k, v in full["state_dict"].items() if k.startswith("model.net.")}
-    save_half(ckpt["config"], raw, out / "model_raw_fp16.pt")
 cfg = yaml.safe_load((run / "config.yaml").read_text())
+last = run / "checkpoints" / "last.ckpt"
+if cfg.get("ema_decay") and last.exists():  # the two above are the weight average's: the raw ones too
+    save_half(ckpt["config"], load_model(last).net.state_dict(), out / "model_raw_fp16.pt")
 audio = cfg["batch_size"] * cfg["data"]["segment_seconds"]
 t = log_throughput(run / "train_log.csv", audio)
 line = "no steps logged" if t is None else (

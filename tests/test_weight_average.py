@@ -1,10 +1,9 @@
 """The weight average (``ema_decay``): its arithmetic, the swap for validation, and a training run
 that exports the average and resumes it exactly."""
-import subprocess
-
 import pytest
 import torch
 
+from gagnet.pretrained import load_model
 from gagnet.weight_average import WeightAverage
 
 
@@ -94,8 +93,9 @@ def test_training_exports_the_average_and_resumes_it_exactly(tmp_path):
 
     exported = torch.load(tmp_path / "ref" / "model.pt", weights_only=True)["state_dict"]
     resumed = torch.load(tmp_path / "split" / "model.pt", weights_only=True)["state_dict"]
-    ckpt = torch.load(tmp_path / "ref" / "checkpoints" / "last.ckpt", weights_only=False)
-    raw = {k.removeprefix("model.net."): v for k, v in ckpt["state_dict"].items()}
+    last = tmp_path / "ref" / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=False)
+    raw = load_model(last).net.state_dict()
     average = ckpt["gagnet"]["weight_average"]
     moved = 0
     for name, saved in zip(average["names"], average["average"]):
