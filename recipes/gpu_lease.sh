@@ -2,12 +2,15 @@
 # One GPU lease, one command per step. See docs/training.md, "A GPU lease, one command".
 #
 #   bash recipes/gpu_lease.sh prepare        # here, on the CPU machine: pack, wheels, one tar, size check
+#   bash recipes/gpu_lease.sh cache          # on the device, only when prepare asks for it: a call 0 that
+#                                            # carries the compile cache alone (too large beside the pack)
 #   bash recipes/gpu_lease.sh train          # on the device (first call): train, stop after CALL1_MINUTES
 #   bash recipes/gpu_lease.sh resume         # on the device (second call, machine still warm): the rest
 #
 # `prepare` prints the exact device calls. Both device steps leave in $OUT the fp16 weights of
-# the best validation (model_best_fp16.pt), the logs (logs.tgz) and a throughput line (at the end
-# of gpu.txt); with ema_decay, also the raw last weights (model_raw_fp16.pt). Extra arguments are
+# the best validation (model_best_fp16.pt) and of the last step (model_fp16.pt, when they differ),
+# the logs (logs.tgz) and a throughput line (at the end of gpu.txt); with ema_decay, also the raw
+# last weights (model_raw_fp16.pt); and a compile cache that was not carried, when it fits. Extra arguments are
 # config overrides (e.g. batch_size=96).
 # Environment: INIT (weights to continue from; default the best so far on validation, causal-v2-wip),
 # CALL1_MINUTES / CALL2_MINUTES (fit time of the two calls, 8.0 and 1.5 by default: call 1 then
@@ -80,27 +83,39 @@ PY
     exit 1
   fi
   # the compile cache an earlier lease returned (docs/training.md (e)): spares the cold compile
-  # on the same GPU kind and torch; optional, so left out when it does not fit
+  # on the same GPU kind and torch; in the tar when it fits, else carried alone by a call 0
+  rm -rf "$LEASE/cache_carry"
+  local call0=""
   if [ -f "$LEASE/compile_cache.xz" ]; then
     local cache_bytes device
     cache_bytes=$(stat -c %s "$LEASE/compile_cache.xz")
+    device=$(cache_desc)
     tar -rf "$LEASE/carry/lease.tar" -C "$LEASE" compile_cache.xz
     if [ $((tree + $(stat -c %s "$LEASE/carry/lease.tar"))) -le "$LIMIT_BYTES" ]; then
-      device=$(cache_desc)
       echo "compile cache $((cache_bytes / 1000000)) MB added, made on $device"
-      case "$device" in
-        *H200*) kind=', kind "nvidia-h200" (the GPU the compile cache was made on)' ;;
-        *H100*) kind=' and no kind (a first call tries nvidia-h100-x1, the GPU the compile cache was made on; naming it rules out the fallback to an H200)' ;;
-      esac
     else
       tar -cf "$LEASE/carry/lease.tar" -C "$LEASE" pack wheels
-      echo "compile cache ($((cache_bytes / 1000000)) MB) left out: it does not fit (the first step then compiles, about 4 min); PACK_LEVEL=0.96 frees about 6 MB (docs/training.md (e))" >&2
+      if [ $((tree + cache_bytes)) -le "$LIMIT_BYTES" ]; then
+        mkdir -p "$LEASE/cache_carry"
+        cp "$LEASE/compile_cache.xz" "$LEASE/cache_carry/"
+        echo "compile cache $((cache_bytes / 1000000)) MB, made on $device: too large beside the pack, so a call 0 carries it alone"
+        call0="  0. command: bash recipes/gpu_lease.sh cache     carry [\"$LEASE/cache_carry\"]     timeout_s: 120
+     then call 1 at once: the machine stays warm only 30 s, and a fresh one would not have the cache
+"
+      else
+        device=""
+        echo "compile cache ($((cache_bytes / 1000000)) MB) left out: even alone it does not fit beside the tree (the first step then compiles, about 4 min)" >&2
+      fi
     fi
+    case "$device" in
+      *H200*) kind=', kind "nvidia-h200" (the GPU the compile cache was made on)' ;;
+      *H100*) kind=' and no kind (a first call tries nvidia-h100-x1, the GPU the compile cache was made on; naming it rules out the fallback to an H200)' ;;
+    esac
   fi
   cat <<EOF
-ready. Device calls (run, carry ["$LEASE/carry"]$kind):
-  1. command: bash recipes/gpu_lease.sh train     timeout_s: 600
-  2. at once, while the machine is warm, if status's budget_left_s allows (about 60 s of start-up
+ready. Device calls (run$kind):
+$call0  1. carry ["$LEASE/carry"]     command: bash recipes/gpu_lease.sh train     timeout_s: 600
+  2. carry ["$LEASE/carry"], at once, while the machine is warm, if status's budget_left_s allows (about 60 s of start-up
      and validation plus the training): command: CALL2_MINUTES=M bash recipes/gpu_lease.sh resume
      with M = (budget_left_s - 100) / 60 rounded down to a tenth (default 1.5), timeout_s: budget_left_s - 10
   after: a returned compile_cache.xz (or its .part files, joined with cat) goes to $LEASE/compile_cache.xz
@@ -139,9 +154,9 @@ device_setup() {
     | tee -a "$OUT/gpu.txt"
 }
 
-device_train() {  # $1: minutes of this call; the rest are overrides
-  local minutes=$1
-  shift
+device_train() {  # $1: train or resume, $2: minutes of this call; the rest are overrides
+  local mode=$1 minutes=$2
+  shift 2
   local resume=()
   [ -f "$LEASE/run/checkpoints/last.ckpt" ] && resume=(--resume)
   local start=$SECONDS
@@ -151,22 +166,6 @@ device_train() {  # $1: minutes of this call; the rest are overrides
   local status=${PIPESTATUS[0]}
   echo "training exited with $status after $((SECONDS - start)) s" | tee -a "$OUT/gpu.txt"
   grep -F "compile cache" "$OUT/train.txt" | tee -a "$OUT/gpu.txt"
-  # a compile cache not yet returned (written in this call, or in an earlier one that its time
-  # limit cut short) goes back, in at most two parts of 15 MiB (16 MiB a returned file, 8 files)
-  local sum
-  sum=$(cache_sum)
-  if [ -n "$sum" ] && [ "$sum" != "$(cat "$LEASE/.cache_sent" 2>/dev/null)" ]; then
-    local bytes
-    bytes=$(stat -c %s "$LEASE/compile_cache.xz")
-    echo "compile cache to return: made on $(cache_desc), $((bytes / 1000)) kB" | tee -a "$OUT/gpu.txt"
-    if [ "$bytes" -le $((15 * 1024 * 1024)) ]; then
-      cp "$LEASE/compile_cache.xz" "$OUT/" && echo "$sum" > "$LEASE/.cache_sent"
-    elif [ "$bytes" -le $((30 * 1024 * 1024)) ]; then
-      split -b 15M -d "$LEASE/compile_cache.xz" "$OUT/compile_cache.xz.part" && echo "$sum" > "$LEASE/.cache_sent"
-    else
-      echo "compile cache not returned: $bytes bytes, more than two 15 MiB parts" | tee -a "$OUT/gpu.txt"
-    fi
-  fi
   tail -n 20 "$OUT/train.txt"
   python3 - "$LEASE/run" "$OUT" <<'PY'
 import sys, torch, yaml
@@ -177,9 +176,15 @@ run, out = Path(sys.argv[1]), Path(sys.argv[2])
 def save_half(config, state, path):
     half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     torch.save({"config": config, "state_dict": half}, path)
-for name in ("model_best", "model"):
-    ckpt = torch.load(run / f"{name}.pt", map_location="cpu", weights_only=True)
-    save_half(ckpt["config"], ckpt["state_dict"], out / f"{name}_fp16.pt")
+best, ckpt = (torch.load(run / f"{n}.pt", map_location="cpu", weights_only=True) for n in ("model_best", "model"))
+save_half(best["config"], best["state_dict"], out / "model_best_fp16.pt")
+if best["state_dict"].keys() == ckpt["state_dict"].keys() and all(
+        torch.equal(v, best["state_dict"][k]) for k, v in ckpt["state_dict"].items()):
+    line = "model_fp16.pt: the last weights are the best (model_best_fp16.pt), not returned twice"
+    print(line)
+    (out / "gpu.txt").open("a").write(line + "\n")
+else:
+    save_half(ckpt["config"], ckpt["state_dict"], out / "model_fp16.pt")
 cfg = yaml.safe_load((run / "config.yaml").read_text())
 last = run / "checkpoints" / "last.ckpt"
 if cfg.get("ema_decay") and last.exists():  # the two above are the weight average's: the raw ones too
@@ -195,12 +200,41 @@ print(line)
 PY
   tar -czf "$OUT/logs.tgz" -C "$LEASE/run" train_log.csv val_log.csv config.yaml \
     $(cd "$LEASE/run" && ls -d val_scores.csv ranks 2>/dev/null)
+  return_cache "$mode"
   return "$status"
+}
+
+send_cache() {  # the compile cache into $OUT when it fits the return (gagnet.compile_cache)
+  python3 -c "import sys; from gagnet.compile_cache import return_compile_cache as r; \
+sys.exit(0 if r(sys.argv[1], sys.argv[2]) else 1)" "$LEASE/compile_cache.xz" "$OUT"
+}
+
+# A compile cache not yet returned (written in this call, or in an earlier one that its time limit
+# cut short) goes back after the weights and logs, whole or in 15 MiB parts, when it fits the
+# return (8 files, 64 MiB together). In call 1 it takes the place of model_fp16.pt when it must:
+# those latest weights stay in the run folder, and call 2 returns its own.
+return_cache() {  # $1: train or resume
+  local sum bytes
+  sum=$(cache_sum)
+  { [ -n "$sum" ] && [ "$sum" != "$(cat "$LEASE/.cache_sent" 2>/dev/null)" ]; } || return 0
+  bytes=$(stat -c %s "$LEASE/compile_cache.xz")
+  echo "compile cache to return: made on $(cache_desc), $((bytes / 1000)) kB" | tee -a "$OUT/gpu.txt"
+  if send_cache || { [ "$1" = train ] && [ -f "$OUT/model_fp16.pt" ] && rm "$OUT/model_fp16.pt" \
+      && echo "model_fp16.pt left on the device to make room for the compile cache" | tee -a "$OUT/gpu.txt" \
+      && send_cache; }; then
+    echo "$sum" > "$LEASE/.cache_sent"
+  else
+    echo "compile cache not returned by this call: it does not fit beside the weights and logs" | tee -a "$OUT/gpu.txt"
+  fi
 }
 
 case "$MODE" in
   prepare) prepare ;;
-  train) device_setup; device_train "$CALL1_MINUTES" "$@" ;;
-  resume) device_setup; device_train "$CALL2_MINUTES" "$@" ;;
-  *) echo "usage: bash recipes/gpu_lease.sh prepare | train | resume [key=value ...]" >&2; exit 2 ;;
+  cache)  # call 0, when prepare says so: the compile cache alone, left where call 1 finds it
+    cp "$LEASE/cache_carry/compile_cache.xz" "$LEASE/compile_cache.xz" || exit 1
+    export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
+    echo "compile cache in place for call 1: made on $(cache_desc)" ;;
+  train) device_setup; device_train train "$CALL1_MINUTES" "$@" ;;
+  resume) device_setup; device_train resume "$CALL2_MINUTES" "$@" ;;
+  *) echo "usage: bash recipes/gpu_lease.sh prepare | cache | train | resume [key=value ...]" >&2; exit 2 ;;
 esac

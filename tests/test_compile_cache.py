@@ -8,10 +8,11 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 
-from gagnet.compile_cache import load_compile_cache, machine, read_header
+from gagnet.compile_cache import load_compile_cache, machine, read_header, return_compile_cache
 
 from test_compile import needs_inductor
 
@@ -81,3 +82,35 @@ def test_a_missing_or_broken_cache_file_loads_nothing(tmp_path, caplog):
         assert load_compile_cache(other) == 0
     assert "made with torch 0.0 on elsewhere" in caplog.text
     assert "not loaded" in caplog.text
+
+
+def test_the_cache_goes_back_in_parts_only_when_they_fit_the_return(tmp_path):
+    """A device call returns 8 files, 64 MiB together: the cache comes back whole or in parts that
+    join to the same bytes, and not at all (nothing half written) beside too much."""
+    cache = tmp_path / "compile_cache.xz"
+    payload = np.random.default_rng(0).integers(0, 256, 2500, dtype=np.uint8).tobytes()
+    cache.write_bytes(payload)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.pt").write_bytes(bytes(3000))
+    limits = dict(part_bytes=1000, max_files=5, max_bytes=6000, spare_bytes=100)
+    # three parts beside 3000 bytes: 5,500 + 100 spare fit the 6,000, and 4 files the 5
+    written = return_compile_cache(cache, out, **limits)
+    assert [f.name for f in written] == [f"compile_cache.xz.part0{i}" for i in range(3)]
+    assert b"".join(f.read_bytes() for f in written) == payload
+    assert [len(f.read_bytes()) for f in written] == [1000, 1000, 500]
+    # a second return beside those would pass the bytes and the file count: nothing written
+    before = sorted(f.name for f in out.iterdir())
+    assert return_compile_cache(cache, out, **limits) == []
+    assert sorted(f.name for f in out.iterdir()) == before
+    # too many files even where the bytes would fit
+    crowded = tmp_path / "crowded"
+    crowded.mkdir()
+    for i in range(3):
+        (crowded / f"f{i}").write_bytes(b"x")
+    assert return_compile_cache(cache, crowded, **limits) == []
+    # one part when it fits in one
+    single = tmp_path / "single"
+    single.mkdir()
+    assert [f.name for f in return_compile_cache(cache, single, part_bytes=4000)] == ["compile_cache.xz"]
+    assert (single / "compile_cache.xz").read_bytes() == payload

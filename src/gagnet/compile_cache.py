@@ -13,6 +13,9 @@ so a file made on another card or another torch simply misses (the step compiles
 file were there). The header lets the log say so up front.
 
 File layout: ``xz( header JSON + b"\\n" + artifacts )``.
+
+A device call returns at most 8 files of 16 MiB, 64 MiB together: :func:`return_compile_cache`
+sends the file back in parts, and only when they fit beside what the call returns already.
 """
 from __future__ import annotations
 
@@ -112,3 +115,32 @@ def compile_misses() -> int:
     from torch._dynamo.utils import counters
 
     return counters["inductor"]["fxgraph_cache_miss"] + counters["aot_autograd"]["autograd_cache_miss"]
+
+
+MiB = 1024 * 1024
+
+
+def return_compile_cache(path: str | Path, out: str | Path, *, part_bytes: int = 15 * MiB, max_files: int = 8,
+                         max_bytes: int = 64 * MiB, spare_bytes: int = 256 * 1024) -> list[Path]:
+    """Copy the cache file ``path`` into the return folder ``out``: whole when it fits in
+    ``part_bytes``, else as ``<name>.part00``, ``.part01``, ... of ``part_bytes`` (joined with
+    ``cat``). Only when the copies fit beside what ``out`` holds already within ``max_files``
+    files and ``max_bytes`` bytes, less ``spare_bytes`` for lines written later; otherwise
+    nothing is written. Returns the files written ([] when it did not fit)."""
+    path, out = Path(path), Path(out)
+    size = path.stat().st_size
+    parts = max(1, -(-size // part_bytes))
+    held = [f for f in out.iterdir() if f.is_file()]
+    used = sum(f.stat().st_size for f in held)
+    if len(held) + parts > max_files or used + size + spare_bytes > max_bytes:
+        logger.info("compile cache %s (%d bytes, %d part(s)) does not fit beside %d files of %d bytes", path, size,
+                    parts, len(held), used)
+        return []
+    if parts == 1:
+        names = [out / path.name]
+    else:
+        names = [out / f"{path.name}.part{i:02d}" for i in range(parts)]
+    with path.open("rb") as src:
+        for name in names:
+            name.write_bytes(src.read(part_bytes))
+    return names
