@@ -10,6 +10,10 @@ some modules their own alpha (:mod:`gagnet.blend`)::
     python recipes/compare_held_out.py --config src/gagnet/configs/causal-v2-stage2.yaml \\
         --models causal-v1 START.pt LEASE.pt --blend START.pt LEASE.pt --alphas 0.3 0.5 0.7
 
+After the table, each model is set against each ``--against`` model (default ``causal-v1`` and
+``causal-v2-wip``, evaluated too when not listed): on how many of the 11 measures it is higher,
+and which it is not (issue 18's rule: a model replaces another only when it is higher on all).
+
 Rows are labelled by the model's name or path (blends: ``blend a``). Held out means held out by
 ``--config``'s split only. Runs trained with another split may have trained on part of it:
 ``--exclude-trained-by`` drops every file that another recipe trains on, matched by parent
@@ -35,6 +39,12 @@ from gagnet.evaluate import evaluate
 MEASURES = ["pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr", "csig", "cbak", "covl",
             "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl"]
 CLEAN = ["pesq_wb", "stoi"]
+
+
+def beats(row: dict[str, float], ref: dict[str, float]) -> list[str]:
+    """The measures of :data:`MEASURES` on which ``row`` is not higher than ``ref`` (every measure
+    is better higher): ``[]`` when ``row`` beats ``ref`` on all of them."""
+    return [m for m in MEASURES if not row[m] > ref[m]]
 
 
 def _loose_key(path: Path) -> str:
@@ -95,13 +105,15 @@ def main() -> None:
                     "(for recipes/atten_lim_sweep.py --config DIR/unseen.yaml)")
     ap.add_argument("--keep", type=Path, help="folder to keep the blended weights in")
     ap.add_argument("--json", type=Path, help="write the table here")
+    ap.add_argument("--against", nargs="*", default=["causal-v1", "causal-v2-wip"], metavar="MODEL",
+                    help="models to set every other against, measure by measure (evaluated too)")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="gagnet-compare-") as tmp:
         root = Path(tmp)
         config = unseen_config(args.config, args.exclude_trained_by, args.unseen_dir or root / "unseen") if args.exclude_trained_by else args.config
         held_out_set(config, args.count, args.seconds, tuple(args.snr), root / "set")
-        models = list(args.models)
+        models = list(args.models) + [m for m in args.against if m not in args.models]
         if args.blend:
             keep = args.keep or root / "blends"
             keep.mkdir(parents=True, exist_ok=True)
@@ -126,6 +138,12 @@ def main() -> None:
                 print(f"{'noisy':<36} " + " ".join(f"{table['noisy'][m]:13.3f}" for m in MEASURES))
             table[label] = row
             print(f"{label[-36:]:<36} " + " ".join(f"{row[m]:13.3f}" for m in cols), flush=True)
+        for ref in args.against:
+            for label, row in table.items():
+                if label not in (ref, "noisy"):
+                    lost = beats(row, table[ref])
+                    print(f"{label} against {ref}: higher on {len(MEASURES) - len(lost)}/{len(MEASURES)}"
+                          + (f" (not on {', '.join(lost)})" if lost else ""))
         if args.json:
             args.json.write_text(json.dumps(table, indent=1))
 
