@@ -713,3 +713,24 @@ def test_cli_backend_onnx(tmp_path, monkeypatch, capsys, model_pt):
         assert rc == 0 and err == ""
         outs[backend], sr = sf.read(str(tmp_path / backend / "in.flac"), dtype="float32")
     assert np.abs(outs["onnx"] - outs["torch"]).max() < 1e-4
+
+
+def test_progress_bar_on_a_terminal_unless_no_progress(model_pt, tmp_path, monkeypatch):
+    """On a terminal the batch shows a bar (with the file being enhanced); --no-progress hides it
+    and leaves the summary line."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    src = _write(tmp_path / "a.wav", _noise(1600), 16000)
+    shown = {}
+    for flag in ((), ("--no-progress",)):
+        err = Terminal()
+        monkeypatch.setattr(sys, "stderr", err)
+        rc = run_cli(["enhance", str(src), "--model", str(model_pt), "-o", str(tmp_path / f"out{len(flag)}"), *flag])
+        assert rc == 0
+        shown[flag] = err.getvalue()
+    assert "enhance: 100%" in shown[()] and "1/1" in shown[()]
+    assert "enhance:" not in shown[("--no-progress",)] and "1/1" not in shown[("--no-progress",)]

@@ -453,6 +453,11 @@ def _err(msg: str) -> None:
     tqdm.write(f"gagnet enhance: {one_line(msg)}", file=sys.stderr)
 
 
+def _bars(args: argparse.Namespace) -> bool | None:
+    """tqdm's ``disable`` for the progress bars: off with ``--no-progress``, else shown on a terminal."""
+    return True if getattr(args, "no_progress", False) else None
+
+
 def _hours(seconds: float) -> str:
     h = seconds / 3600.0
     return f"{h:.2f}" if h >= 0.01 or h == 0 else f"{h:.4f}"
@@ -473,7 +478,7 @@ def _run_batch(enhancer: "Enhancer", bar: Any, inputs: frozenset[Path], reports:
             if total < LONG_FILE_SECONDS:
                 return
             if "bar" not in _inner:
-                _inner["bar"] = tqdm(total=round(total, 1), desc=_name, unit="s", leave=False, disable=None,
+                _inner["bar"] = tqdm(total=round(total, 1), desc=_name, unit="s", leave=False, disable=_bars(args),
                                      file=sys.stderr, dynamic_ncols=True, position=1)
             b = _inner["bar"]
             b.update(round(min(done, total), 1) - b.n)
@@ -585,7 +590,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     inputs = frozenset(f.path.resolve() for f in found.files)
     reports: list[FileReport] = []
     n_failed = len(found.errors)
-    bar = tqdm(plan, desc="enhance", unit="file", disable=None, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(plan, desc="enhance", unit="file", disable=_bars(args), file=sys.stderr, dynamic_ncols=True)
     try:
         with _sigterm_as_interrupt():
             n_failed += _run_batch(enhancer, bar, inputs, reports, args)
@@ -661,6 +666,8 @@ def register(sub: Any) -> None:
                    f"(first channel, first {PLOT_SECONDS:.0f} s)")
     p.add_argument("--block-seconds", type=float, default=30.0, metavar="S",
                    help="seconds of audio per processing block (memory vs. speed; default 30)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="hide the progress bars (shown by default when stderr is a terminal)")
     p.set_defaults(func=cmd_enhance)
 
     p = sub.add_parser("models", help="list the shipped models")
