@@ -1,5 +1,6 @@
 """Training: the smoke config learns, and a SIGKILLed run resumes exactly."""
 import csv
+import fnmatch
 import os
 import signal
 import subprocess
@@ -13,7 +14,10 @@ import soundfile as sf
 
 pytest.importorskip("lightning")
 
-from gagnet.train import CONFIG_DIR, StepSampler, cosine_lr, load_train_config  # noqa: E402
+import torch  # noqa: E402
+
+from gagnet import GaGNet, get_config  # noqa: E402
+from gagnet.train import CONFIG_DIR, StepSampler, cosine_lr, load_train_config, save_weights  # noqa: E402
 
 
 def _make_corpus(root: Path) -> tuple[Path, Path]:
@@ -389,3 +393,34 @@ def test_residual_noise_weight_reaches_the_training_loss():
                                    paper + 0.5 * extra)
     with pytest.raises(ValueError):
         load_train_config("smoke", ["residual_noise_weight=-1"])
+
+
+def test_trainable_patterns_train_only_what_they_name(tmp_path):
+    """``trainable`` freezes every other parameter through a real run: from the same start, the
+    named heads move and the rest come out bit for bit; a pattern naming nothing is refused."""
+    from gagnet.train import freeze_all_but
+
+    net = GaGNet(get_config("tiny"))
+    with pytest.raises(ValueError, match="match no parameter"):
+        freeze_all_but(net, ["stages.*.glance.gain.*", "stages.*.glanse.*"])
+    heads = ["stages.*.glance.gain.*", "stages.*.gaze.out_*"]
+    kept = freeze_all_but(net, heads)
+    assert 0 < kept < sum(p.numel() for p in net.parameters())
+
+    _make_corpus(tmp_path)
+    torch.manual_seed(1)
+    start = GaGNet(get_config("tiny"))
+    save_weights(start, tmp_path / "start.pt")
+    run = _run(_overrides(tmp_path, "heads", max_steps=3, val_every_steps=3, init_weights=tmp_path / "start.pt",
+                          trainable="[" + ",".join(heads) + "]"))
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err.decode()[-3000:]
+    after = torch.load(tmp_path / "heads" / "model.pt", weights_only=True)["state_dict"]
+    moved, frozen = 0, 0
+    for name, p in start.named_parameters():
+        if any(fnmatch.fnmatchcase(name, pat) for pat in heads):
+            moved += not torch.equal(after[name], p.detach())
+        else:
+            assert torch.equal(after[name], p.detach()), name
+            frozen += 1
+    assert moved >= 4 and frozen > 10, (moved, frozen)

@@ -324,6 +324,9 @@ class TrainConfig:
     ``residual_noise_weight`` > 0 adds that times :func:`gagnet.loss.residual_noise` (the
     noise left in noise-dominated bins) to the training loss; validation keeps the paper's.
 
+    ``trainable`` (glob patterns of parameter names, e.g. ``["stages.*.glance.gain.*"]``) trains
+    only the parameters that match one of them and freezes the rest; empty: all train.
+
     ``ema_decay`` > 0 keeps an exponential moving average of the weights
     (:mod:`gagnet.weight_average`), starting from the run's first weights; validation, the
     best-weights choice, ``model.pt`` and ``model_best.pt`` use it, training the raw weights.
@@ -364,6 +367,7 @@ class TrainConfig:
     freeze_bn_stats: bool = False
     residual_noise_weight: float = 0.0
     ema_decay: float = 0.0
+    trainable: list = field(default_factory=list)
     val_every_minutes: float | None = None
     stop_after_minutes: float | None = None
 

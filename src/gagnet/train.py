@@ -110,6 +110,23 @@ def freeze_batch_norm_stats(net: torch.nn.Module) -> int:
     return len(layers)
 
 
+def freeze_all_but(net: torch.nn.Module, patterns: Sequence[str]) -> int:
+    """Freeze every parameter of ``net`` whose name matches none of the glob ``patterns``
+    (``fnmatch``, e.g. ``"stages.*.gaze.out_*"``). Returns the number of values left to train;
+    a pattern that matches nothing raises ``ValueError`` (a typo would silently train nothing)."""
+    from fnmatch import fnmatchcase
+
+    names = [name for name, _ in net.named_parameters()]
+    unused = [pat for pat in patterns if not any(fnmatchcase(name, pat) for name in names)]
+    if unused:
+        raise ValueError(f"trainable: {unused} match no parameter (names look like {names[0]!r})")
+    kept = 0
+    for name, p in net.named_parameters():
+        p.requires_grad_(any(fnmatchcase(name, pat) for pat in patterns))
+        kept += p.numel() if p.requires_grad else 0
+    return kept
+
+
 def make_module(cfg: TrainConfig):
     """Build the LightningModule for ``cfg`` (Lightning is imported lazily)."""
     import lightning as L
@@ -136,6 +153,10 @@ def make_module(cfg: TrainConfig):
             self._noisy_sent = False
             # validation, model.pt and model_best.pt use the average when ema_decay is set
             self.ema = WeightAverage(self.model.net, self.cfg.ema_decay) if self.cfg.ema_decay else None
+            if self.cfg.trainable:
+                n = freeze_all_but(self.model.net, self.cfg.trainable)
+                log.info("training %s of %s parameters (trainable: %s)", f"{n:,}",
+                         f"{sum(p.numel() for p in self.model.net.parameters()):,}", ", ".join(self.cfg.trainable))
 
         def export_state(self) -> dict[str, torch.Tensor]:
             """The weights ``model.pt`` stores: the moving average when there is one."""
@@ -273,7 +294,8 @@ def make_module(cfg: TrainConfig):
 
         def configure_optimizers(self):
             # fused: one kernel for all parameters, and it skips a step when told of non-finite gradients
-            opt = torch.optim.Adam(self.parameters(), lr=self.cfg.lr, fused=True)
+            params = [p for p in self.parameters() if p.requires_grad]
+            opt = torch.optim.Adam(params, lr=self.cfg.lr, fused=True)
             if self.cfg.lr_schedule == "cosine":  # set per step by the BudgetedCosine callback
                 return opt
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
