@@ -154,9 +154,7 @@ def make_module(cfg: TrainConfig):
             # validation, model.pt and model_best.pt use the average when ema_decay is set
             self.ema = WeightAverage(self.model.net, self.cfg.ema_decay) if self.cfg.ema_decay else None
             if self.cfg.trainable:
-                n = freeze_all_but(self.model.net, self.cfg.trainable)
-                log.info("training %s of %s parameters (trainable: %s)", f"{n:,}",
-                         f"{sum(p.numel() for p in self.model.net.parameters()):,}", ", ".join(self.cfg.trainable))
+                freeze_all_but(self.model.net, self.cfg.trainable)
 
         def export_state(self) -> dict[str, torch.Tensor]:
             """The weights ``model.pt`` stores: the moving average when there is one."""
@@ -415,7 +413,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     module = make_module(cfg)
     if cfg.init_weights and not (resume and last.exists()):
         init_from(module.model.net, cfg.init_weights)
-    log.info("model %s: %s parameters", cfg.model, f"{count_parameters(module.model):,}")
+    total, trained = sum(p.numel() for p in module.model.parameters()), count_parameters(module.model)
+    log.info("model %s: %s parameters%s", cfg.model, f"{total:,}",
+             "" if trained == total else f", {trained:,} of them trained (trainable: {', '.join(cfg.trainable)})")
     train_dl, val_dl, mixer = make_dataloaders(cfg)
     module.mixer = mixer
     if cfg.val_every_minutes and mixer is None:
