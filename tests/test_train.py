@@ -395,6 +395,47 @@ def test_residual_noise_weight_reaches_the_training_loss():
         load_train_config("smoke", ["residual_noise_weight=-1"])
 
 
+def test_speech_anchor_pulls_towards_the_start_network_where_speech_dominates(tmp_path):
+    """``anchor_weight`` adds the distance from the ``init_weights`` network's output, weighted by
+    how much of each bin is speech: nothing while the weights are the start's, the paper's
+    distance where the input is clean speech, nothing where it is noise alone; the compiled step
+    computes the same; a run without init_weights is refused."""
+    from gagnet.loss import gagnet_loss, speech_anchor
+    from gagnet.train import compile_loss, make_module
+
+    torch.manual_seed(0)
+    start = tmp_path / "start.pt"
+    save_weights(GaGNet(get_config("tiny")), start)
+    n = 4000
+    batch = {"noisy": 0.1 * torch.randn(2, n), "clean": 0.05 * torch.randn(2, n), "lengths": torch.tensor([n, 3000])}
+    module = make_module(load_train_config("smoke", [f"init_weights={start}", "anchor_weight=2"]))
+    module.model.net.load_state_dict(torch.load(start, weights_only=True)["state_dict"])
+    module.model.net.eval()  # the anchor is in eval mode; so the two agree while the weights do
+    with torch.no_grad():
+        noisy, clean, mask = module._spectra(batch)
+        ests = module.model.net(noisy)
+        torch.testing.assert_close(module._loss(batch), gagnet_loss(ests, clean, mask))
+        for p in module.model.net.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+        moved = module.model.net(noisy)
+        reference = module._anchor[0](noisy)[-1]
+        extra = speech_anchor(moved[-1], reference, clean, noisy, mask)
+        assert extra > 0
+        torch.testing.assert_close(module._loss(batch), gagnet_loss(moved, clean, mask) + 2 * extra)
+        torch._dynamo.reset()
+        compiled = compile_loss(module.model.net, backend="eager", anchor=module._anchor[0], anchor_weight=2)
+        torch.testing.assert_close(compiled(noisy, clean, mask), gagnet_loss(moved, clean, mask) + 2 * extra)
+        # clean input: every bin is speech, so the term is the paper's distance of the last stage
+        paper = gagnet_loss([moved[-1]], reference, mask)
+        torch.testing.assert_close(speech_anchor(moved[-1], reference, noisy, noisy, mask), paper)
+        # noise alone (silent target): nothing to keep
+        assert speech_anchor(moved[-1], reference, torch.zeros_like(noisy), noisy, mask) == 0
+    with pytest.raises(ValueError, match="init_weights"):
+        load_train_config("smoke", ["anchor_weight=1"])
+    with pytest.raises(ValueError):
+        load_train_config("smoke", [f"init_weights={start}", "anchor_weight=-1"])
+
+
 def test_trainable_patterns_train_only_what_they_name(tmp_path):
     """``trainable`` freezes every other parameter through a real run: from the same start, the
     named heads move and the rest come out bit for bit; a pattern naming nothing is refused."""

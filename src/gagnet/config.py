@@ -323,6 +323,9 @@ class TrainConfig:
 
     ``residual_noise_weight`` > 0 adds that times :func:`gagnet.loss.residual_noise` (the
     noise left in noise-dominated bins) to the training loss; validation keeps the paper's.
+    ``anchor_weight`` > 0 adds that times :func:`gagnet.loss.speech_anchor`: the distance, where
+    speech dominates, from what the ``init_weights`` network makes of the same input (fine-tuning
+    the pauses without drifting on speech).
 
     ``trainable`` (glob patterns of parameter names, e.g. ``["stages.*.glance.gain.*"]``) trains
     only the parameters that match one of them and freezes the rest; empty: all train.
@@ -366,6 +369,7 @@ class TrainConfig:
     compile_cache: str | None = None
     freeze_bn_stats: bool = False
     residual_noise_weight: float = 0.0
+    anchor_weight: float = 0.0
     ema_decay: float = 0.0
     trainable: list = field(default_factory=list)
     val_every_minutes: float | None = None
@@ -384,6 +388,10 @@ class TrainConfig:
             raise ValueError("plateau_patience must be at least 1")
         if self.residual_noise_weight < 0:
             raise ValueError("residual_noise_weight must be non-negative")
+        if self.anchor_weight < 0:
+            raise ValueError("anchor_weight must be non-negative")
+        if self.anchor_weight > 0 and not self.init_weights:
+            raise ValueError("anchor_weight needs init_weights: the network whose speech it keeps")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError("ema_decay must lie in [0, 1) (0: no weight average)")
         if self.batch_size < 1 or self.val_every_steps < 1:

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from .config import TrainConfig
 from .dsp import frame_mask
-from .loss import gagnet_loss
+from .loss import gagnet_loss, speech_anchor
 from .model.gagnet import GaGNet, count_parameters
 from .model.wave import WaveGaGNet
 from . import callbacks
@@ -80,9 +80,26 @@ def skip_nonfinite_step(optimizer: torch.optim.Optimizer, params: Sequence[torch
     return found
 
 
-def compile_loss(net: GaGNet, backend: str = "inductor", residual_weight: float = 0.0) -> Callable[..., torch.Tensor]:
-    """The training loss of ``net``, ``(noisy, clean, mask) -> gagnet_loss(net(noisy), clean, mask,
-    noisy, residual_weight)`` on compressed spectra, under ``torch.compile`` (inductor).
+def training_loss(net: GaGNet, noisy: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor,
+                  residual_weight: float = 0.0, anchor: GaGNet | None = None,
+                  anchor_weight: float = 0.0) -> torch.Tensor:
+    """The loss a training step minimises, on (B, 2, F, T) compressed spectra and a (B, T) mask:
+    the paper's, plus ``residual_weight`` times :func:`gagnet.loss.residual_noise` and, with an
+    ``anchor`` network (frozen, in eval mode), ``anchor_weight`` times
+    :func:`gagnet.loss.speech_anchor` of the last stages' estimates."""
+    estimates = net(noisy)
+    loss = gagnet_loss(estimates, clean, mask, noisy, residual_weight)
+    if anchor is not None and anchor_weight > 0:
+        with torch.no_grad():
+            reference = anchor(noisy)[-1]
+        loss = loss + anchor_weight * speech_anchor(estimates[-1], reference, clean, noisy, mask)
+    return loss
+
+
+def compile_loss(net: GaGNet, backend: str = "inductor", residual_weight: float = 0.0,
+                 anchor: GaGNet | None = None, anchor_weight: float = 0.0) -> Callable[..., torch.Tensor]:
+    """:func:`training_loss` of ``net`` as ``(noisy, clean, mask) -> loss``, under ``torch.compile``
+    (inductor).
 
     The same function of the same parameters (the module itself is untouched, so its state
     dict and the eager path are unchanged). Inductor fuses each norm, PReLU and gate with its
@@ -94,7 +111,7 @@ def compile_loss(net: GaGNet, backend: str = "inductor", residual_weight: float 
     """
 
     def loss(noisy: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return gagnet_loss(net(noisy), clean, mask, noisy, residual_weight)
+        return training_loss(net, noisy, clean, mask, residual_weight, anchor, anchor_weight)
 
     return torch.compile(loss, backend=backend, dynamic=False)
 
@@ -127,6 +144,18 @@ def freeze_all_but(net: torch.nn.Module, patterns: Sequence[str]) -> int:
     return kept
 
 
+def anchor_network(cfg: TrainConfig) -> GaGNet:
+    """The frozen network ``anchor_weight`` pulls towards: ``cfg.init_weights``, in eval mode.
+
+    Loaded from ``init_weights`` itself (not from the run's current weights), so that a resumed
+    run keeps the same anchor."""
+    if not cfg.init_weights:
+        raise ValueError("anchor_weight needs init_weights: the network whose speech it keeps")
+    net = GaGNet(cfg.model_config())
+    init_from(net, cfg.init_weights)
+    return net.eval().requires_grad_(False)
+
+
 def make_module(cfg: TrainConfig):
     """Build the LightningModule for ``cfg`` (Lightning is imported lazily)."""
     import lightning as L
@@ -141,7 +170,12 @@ def make_module(cfg: TrainConfig):
             self.model = WaveGaGNet(GaGNet(self.cfg.model_config()))
             # training steps only (validation has other shapes and eval mode); a plain function,
             # so that it is no submodule and the state dict stays the network's own
-            self._compiled_loss = (compile_loss(self.model.net, residual_weight=self.cfg.residual_noise_weight)
+            # the start network that anchor_weight pulls towards (frozen; in a tuple, so that it
+            # is no submodule either); it follows the module to its device in on_fit_start
+            self._anchor = (anchor_network(self.cfg),) if self.cfg.anchor_weight > 0 else ()
+            self._compiled_loss = (compile_loss(self.model.net, residual_weight=self.cfg.residual_noise_weight,
+                                                anchor=self._anchor[0] if self._anchor else None,
+                                                anchor_weight=self.cfg.anchor_weight)
                                    if self.cfg.compile else None)
             self._val_examples: list[dict[str, Any]] = []
             self.mixer = None  # BatchMixer, set by train(); mixes index batches on the device
@@ -170,11 +204,14 @@ def make_module(cfg: TrainConfig):
             noisy, clean, mask = self._spectra(batch)
             if compiled and self._compiled_loss is not None:
                 return self._compiled_loss(noisy, clean, mask)
-            return gagnet_loss(self.model.net(noisy), clean, mask, noisy, self.cfg.residual_noise_weight)
+            return training_loss(self.model.net, noisy, clean, mask, self.cfg.residual_noise_weight,
+                                 self._anchor[0] if self._anchor else None, self.cfg.anchor_weight)
 
         def on_fit_start(self) -> None:
             if self.mixer is not None:
                 self.mixer.to(self.device)
+            for net in self._anchor:
+                net.to(self.device)
             self.skipped = self.skipped.to(self.device)
             if self.ema is not None:
                 self.ema.start()  # from the weights the fit starts with, unless a checkpoint restored it
