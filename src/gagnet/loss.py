@@ -53,8 +53,8 @@ def residual_noise(estimate: Tensor, target: Tensor, noisy: Tensor, mask: Tensor
     """
     b, _, f, t = target.shape
     m = (target.new_ones(b, t) if mask is None else mask)[:, None, :].to(target.dtype)
-    target_mag, noisy_mag = magnitude(target), magnitude(noisy)
-    speechness = (target_mag / noisy_mag.clamp_min(1e-8)).clamp(max=1.0)
+    target_mag = magnitude(target)
+    speechness = _speechness(target_mag, noisy)
     excess = (magnitude(estimate) - target_mag).clamp_min(0.0)
     return ((1.0 - speechness) * excess ** 2 * m).sum() / (m.sum() * f)
 
@@ -71,7 +71,12 @@ def speech_anchor(estimate: Tensor, reference: Tensor, target: Tensor, noisy: Te
     """
     b, _, f, t = target.shape
     m = (target.new_ones(b, t) if mask is None else mask)[:, None, :].to(target.dtype)
-    speechness = (magnitude(target) / magnitude(noisy).clamp_min(1e-8)).clamp(max=1.0)
+    speechness = _speechness(magnitude(target), noisy)
     ri = ((estimate - reference) ** 2).sum(1) / 2
     mag = (magnitude(estimate) - magnitude(reference)) ** 2
     return (speechness * 0.5 * (ri + mag) * m).sum() / (m.sum() * f)
+
+
+def _speechness(target_mag: Tensor, noisy: Tensor) -> Tensor:
+    """``min(|target| / |noisy|, 1)`` per bin (B, F, T): the share of the input that is target."""
+    return (target_mag / magnitude(noisy).clamp_min(1e-8)).clamp(max=1.0)

@@ -148,9 +148,7 @@ def anchor_network(cfg: TrainConfig) -> GaGNet:
     """The frozen network ``anchor_weight`` pulls towards: ``cfg.init_weights``, in eval mode.
 
     Loaded from ``init_weights`` itself (not from the run's current weights), so that a resumed
-    run keeps the same anchor."""
-    if not cfg.init_weights:
-        raise ValueError("anchor_weight needs init_weights: the network whose speech it keeps")
+    run keeps the same anchor (``TrainConfig`` refuses ``anchor_weight`` without it)."""
     net = GaGNet(cfg.model_config())
     init_from(net, cfg.init_weights)
     return net.eval().requires_grad_(False)
