@@ -587,7 +587,8 @@ def cmd_curves(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("train", help="train GaGNet from a YAML config (Lightning)")
-    p.add_argument("--config", required=True, help="YAML file, or a packaged config: paper, causal, smoke, shared")
+    p.add_argument("--config", required=True, help="YAML file, or a packaged config (src/gagnet/configs/): paper, causal, shared, smoke, "
+                   "augmented, default-model, lease, causal-v2-stage1..4, ...")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoints/last.ckpt")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. batch_size=4 data.snr_db=[0,10]")
     p.set_defaults(func=cmd_train)
