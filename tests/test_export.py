@@ -226,6 +226,22 @@ def test_cli_export_fast(tiny, tmp_path, capsys, wave):
     assert np.abs(y[320:] - ref).max() < 1e-4
 
 
+def test_cli_export_never_replaces_a_file_unasked_nor_the_model_itself(tiny, tmp_path, capsys):
+    weights = tmp_path / "tiny.pt"
+    save_weights(tiny.net, weights)
+    before = weights.read_bytes()
+    assert run_cli(["export", "--onnx", str(weights), "--model", str(weights), "--overwrite"]) == 2
+    assert "is the model file being exported" in capsys.readouterr().err
+    assert weights.read_bytes() == before
+    notes = tmp_path / "notes.onnx"
+    notes.write_text("keep me")
+    assert run_cli(["export", "--onnx", str(notes), "--config", "tiny"]) == 2
+    assert "--overwrite replaces it" in capsys.readouterr().err
+    assert notes.read_text() == "keep me"
+    assert run_cli(["export", "--onnx", str(notes), "--model", str(weights), "--overwrite"]) == 0
+    assert OnnxOfflineEnhancer(notes).cfg.name == tiny.cfg.name
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

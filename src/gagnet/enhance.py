@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .attenuation import FROM_MODEL, floor_gain, parse_atten_lim
+from .build_cache import cached_file, discard
 from .audio_files import (
     AtomicAudioWriter,
     AudioFileError,
@@ -93,12 +94,6 @@ def _make_processor(model: WaveGaGNet, block_seconds: float, session: Any = None
     return OverlapBlockProcessor(model, block_seconds, enhance_fn=OnnxOfflineEnhancer(session).enhance)
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("GAGNET_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gagnet")
-    return Path(base) / "onnx"
-
-
 def onnx_session(model: WaveGaGNet, threads: int | None = None, fast_step: bool = False,
                  precision: str = "fp32", encoder_only: bool = False) -> Any:
     """An ONNX Runtime session running ``model``'s network, exported on first use and cached.
@@ -106,8 +101,8 @@ def onnx_session(model: WaveGaGNet, threads: int | None = None, fast_step: bool 
     Causal models get the streaming graph with a dynamic frame count (state carried between
     blocks), others the offline graph; ``fast_step`` asks for the one-hop graph of
     :mod:`gagnet.fast_step` (causal models it supports), the quickest for streaming. The cache (``$GAGNET_CACHE``, else
-    ``~/.cache/gagnet``) is keyed by a hash of the config, the weights and the versions of
-    gagnet and torch; a file is written under a temporary name and renamed when complete.
+    ``~/.cache/gagnet``; :mod:`gagnet.build_cache`) is keyed by a hash of the config, the weights and the
+    versions of gagnet and torch; a damaged file found there is built again.
     ``precision="int8"`` (with ``fast_step``) gives the step with int8 weights;
     ``encoder_only`` (with ``fast_step``) its encoder alone (:func:`~gagnet.export.export_fast_encoder`).
     """
@@ -140,25 +135,14 @@ def onnx_session(model: WaveGaGNet, threads: int | None = None, fast_step: bool 
         else:
             export_offline(model, tmp)
 
-    path = cached_file(f"{kind}-{h.hexdigest()[:20]}.onnx", build, "exporting the network to ONNX (once per model)")
-    return make_session(path, threads, low_memory=not fast_step)
-
-
-def cached_file(name: str, build: Callable[[Path], None], what: str) -> Path:
-    """The cache's file ``name`` (``$GAGNET_CACHE``, else ``~/.cache/gagnet``), made by
-    ``build(tmp)`` on first use under a temporary name and renamed when complete (``what`` is
-    logged then)."""
-    path = _cache_dir() / name
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-        logger.info("%s: %s", what, path)
-        try:
-            build(tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return path
+    name = f"{kind}-{h.hexdigest()[:20]}.onnx"
+    path = cached_file(name, build, "exporting the network to ONNX (once per model)")
+    try:
+        return make_session(path, threads, low_memory=not fast_step)
+    except Exception:  # a damaged file (onnxruntime's errors have no common base): build it again, once
+        discard(path)
+        return make_session(cached_file(name, build, "exporting the network to ONNX again"), threads,
+                            low_memory=not fast_step)
 
 
 # --------------------------------------------------------------------------- API

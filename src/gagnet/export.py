@@ -504,7 +504,8 @@ class OnnxStreamingEnhancer(NumpyFraming, StreamingEnhancer):
 
 # --------------------------------------------------------------------------- CLI
 def _err(msg: str) -> None:
-    print(f"gagnet export: {' '.join(str(msg).split())}", file=sys.stderr)
+    first = str(msg).strip().splitlines()[0] if str(msg).strip() else type(msg).__name__
+    print(f"gagnet export: {' '.join(first.split())[:300]}", file=sys.stderr)
 
 
 def load_for_cli(model: str | None, config: str | None, command: str) -> WaveGaGNet:
@@ -548,6 +549,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         out = Path(os.path.expanduser(args.onnx))
         if out.is_dir():
             raise ValueError(f"--onnx {out}: is a folder; give a file name such as model.onnx")
+        if out.exists():
+            src = None if args.model is None else Path(os.path.expanduser(args.model))
+            if src is not None and src.exists() and os.path.samefile(out, src):
+                raise ValueError(f"--onnx {out} is the model file being exported; give another name")
+            if not args.overwrite:
+                raise ValueError(f"--onnx {out} exists; --overwrite replaces it")
         if args.streaming:
             k = args.frames_per_step or None
             export_streaming(model, out, frames_per_step=k, opset=args.opset, fast=args.fast, atten_lim_db=limit,
@@ -593,6 +600,7 @@ def register(sub: Any) -> None:
     src.add_argument("--config", metavar="NAME", default=None,
                      help=f"preset ({', '.join(sorted(PRESETS))}) with RANDOM weights, for testing and timing")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --onnx file (never the model's own)")
     p.set_defaults(func=cmd_export)
 
 
