@@ -136,6 +136,17 @@ def test_length_mismatch_and_resampling(tmp_path):
     rows = {row["file"]: row for row in r["files"]}
     assert rows["long"]["ssnr"] == 35.0 and rows["long"]["si_sdr"] > 80  # identical after trimming (16-bit)
     assert rows["hi"]["si_sdr"] > 30 and rows["hi"]["pesq_wb"] > 4.5
+    assert [w["file"] for w in r["warnings"]] == ["long"] and "scored on the first 2.00 s" in r["warnings"][0]["warning"]
+    assert "warning" not in rows["long"]  # resampling's few samples of difference are not flagged
+
+
+def test_cli_exits_1_when_a_file_cannot_be_scored(dataset, capsys):
+    (dataset["enhanced"] / "fileid_1.flac").write_bytes(b"not audio")
+    args = _parser().parse_args(["evaluate", "--clean", str(dataset["clean"]), "--enhanced", str(dataset["enhanced"]),
+                                 "--metrics", "si_sdr", "--workers", "1", "--no-progress"])
+    assert args.func(args) == 1
+    out = capsys.readouterr().out
+    assert "3 file(s)" in out and "1 failed" in out
 
 
 def test_silent_files_never_give_nan_in_summary(tmp_path):

@@ -68,6 +68,20 @@ def test_wav_pipe_equals_offline(tiny):
     assert np.abs(y[:, 0] - _offline(model, x)).max() < 1e-4
 
 
+def test_nan_in_a_float_stream_is_taken_as_zero_not_spread(tiny, capsys):
+    """One NaN would fill the causal state and seconds of output; it is taken as 0, with a warning
+    and a count, and the output equals the offline output of the input with a 0 there."""
+    model, path = tiny
+    x = (0.1 * np.random.default_rng(1).standard_normal(8000)).astype(np.float32)
+    x[3000], x[5000] = np.nan, np.inf
+    code, out = _run(["--model", str(path), "--backend", "torch"], _wav_bytes(x, 16000, "FLOAT"))
+    err = capsys.readouterr().err
+    assert code == 0 and "NaN/Inf samples in the input are taken as 0" in err and "2 NaN/Inf input sample(s)" in err
+    y, _ = sf.read(io.BytesIO(out), dtype="float32")
+    assert np.isfinite(y).all() and y.shape == x.shape
+    assert np.abs(y - _offline(model, np.nan_to_num(x, nan=0.0, posinf=0.0))).max() < 1e-4
+
+
 def test_raw_44k_stereo_s16_keeps_length(tiny):
     _, path = tiny
     n = 44100 + 37

@@ -173,7 +173,13 @@ def _score_pair(pair: Pair, metrics: list[str]) -> dict[str, Any]:
     row["error"] = None
     try:
         clean = load_audio(pair.clean)
-        row.update(score(clean, load_audio(pair.enhanced), SAMPLE_RATE, metrics))
+        enhanced = load_audio(pair.enhanced)
+        gap = abs(clean.size - enhanced.size)
+        if gap > max(SAMPLE_RATE // 100, 0.01 * max(clean.size, enhanced.size)):  # over 10 ms and 1 %
+            row["warning"] = (f"lengths differ (clean {clean.size / SAMPLE_RATE:.2f} s, enhanced "
+                              f"{enhanced.size / SAMPLE_RATE:.2f} s): scored on the first "
+                              f"{min(clean.size, enhanced.size) / SAMPLE_RATE:.2f} s")
+        row.update(score(clean, enhanced, SAMPLE_RATE, metrics))
         if pair.noisy is not None:
             noisy = score(clean, load_audio(pair.noisy), SAMPLE_RATE, metrics)
             row.update({f"noisy_{m}": v for m, v in noisy.items()})
@@ -247,6 +253,9 @@ def evaluate(
     errors = [{"file": r["file"], "error": r["error"]} for r in rows if r["error"]]
     for e in errors:
         log.warning("%s: %s", e["file"], e["error"])
+    warnings = [{"file": r["file"], "warning": r.pop("warning")} for r in rows if "warning" in r]
+    for w in warnings:
+        log.warning("%s: %s", w["file"], w["warning"])
     result: dict[str, Any] = {
         "clean_dir": str(clean_dir),
         "enhanced_dir": str(enhanced_dir),
@@ -255,6 +264,7 @@ def evaluate(
         "n_files": len(rows),
         "seconds": round(time.perf_counter() - start, 3),
         "errors": errors,
+        "warnings": warnings,
         "summary": summarize(rows, names),
         "files": rows,
     }
@@ -292,6 +302,8 @@ def format_summary(result: dict[str, Any]) -> str:
     footer = f"{result['n_files']} file(s), {result['seconds']:.1f} s"
     if result.get("errors"):
         footer += f", {len(result['errors'])} failed (see 'errors')"
+    if result.get("warnings"):
+        footer += f", {len(result['warnings'])} scored on the shorter of two different lengths (see 'warnings')"
     if result.get("model") is not None:
         limit = result.get("atten_lim_db")
         footer += f"; model {result['model']}, " + ("no attenuation limit" if limit is None
@@ -614,4 +626,4 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as err:
         print(f"gagnet evaluate: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
-    return 0
+    return 1 if result["errors"] else 0  # like gagnet enhance: a file that could not be scored fails the run

@@ -23,7 +23,8 @@ class ChannelPipeline:
     input's length, aligned with it (e.g. :class:`~gagnet.streaming.DelayCompensated`).
     After ``push(..., last=True)`` the outputs add up to exactly the frames pushed. With
     ``floor`` > 0 each output sample is ``(1 - floor) * enhanced + floor * input``
-    (see :mod:`gagnet.attenuation`).
+    (see :mod:`gagnet.attenuation`). NaN/Inf input samples are taken as 0 (one would otherwise
+    fill the network's state, seconds of output): :attr:`nonfinite` counts them.
     """
 
     def __init__(self, make_processor: Callable[[], Any], rate: int, channels: int, model_rate: int = 16000,
@@ -40,6 +41,7 @@ class ChannelPipeline:
         self.n_out = 0
         self.done = False
         self.floor = InputFloor(floor)
+        self.nonfinite = 0
 
     def _enhance(self, x: np.ndarray, last: bool) -> np.ndarray:
         for c, proc in enumerate(self.procs):
@@ -59,6 +61,10 @@ class ChannelPipeline:
         if self.done:
             raise RuntimeError("pipeline already finished")
         block = np.ascontiguousarray(block, dtype=np.float32).reshape(-1, self.channels)
+        bad = ~np.isfinite(block)
+        if bad.any():
+            self.nonfinite += int(bad.sum())
+            block = np.where(bad, np.float32(0), block)
         self.n_in += block.shape[0]
         self.floor.hold(block)
         x = block if self.down is None else self.down.resample_chunk(block, last=last)

@@ -290,7 +290,10 @@ def run_stream(args: argparse.Namespace, stdin: BinaryIO, stdout: BinaryIO) -> i
                 data, carry = data[:whole], data[whole:]
                 if not whole:
                     continue
+                seen = pipe.nonfinite
                 out = fmt.encode(pipe.push(fmt.decode(data)))
+                if pipe.nonfinite and not seen:
+                    _err("warning: NaN/Inf samples in the input are taken as 0 (the count follows at the end)")
                 stdout.write(out)
                 stdout.flush()
                 written += len(out)
@@ -303,6 +306,8 @@ def run_stream(args: argparse.Namespace, stdin: BinaryIO, stdout: BinaryIO) -> i
         try:
             if carry:
                 _err(f"ignored {len(carry)} trailing byte(s) that do not make a whole frame")
+            if pipe.nonfinite:
+                _err(f"{pipe.nonfinite} NaN/Inf input sample(s) were taken as 0")
             out = fmt.encode(pipe.push(np.zeros((0, fmt.channels), np.float32), last=True))
             stdout.write(out)
             written += len(out)
