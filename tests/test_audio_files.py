@@ -79,6 +79,22 @@ def test_plan_outputs(tmp_path):
         plan_outputs(files, tmp_path / "x.wav")
 
 
+def test_inputs_from_two_folders_with_the_same_names_keep_their_folders(tmp_path):
+    for d in ("d1", "d2"):
+        _wav(tmp_path / d / "x.wav")
+    _wav(tmp_path / "d1" / "only1.wav")
+    _wav(tmp_path / "a" / "noisy" / "y.wav")
+    _wav(tmp_path / "b" / "noisy" / "y.wav")
+    _wav(tmp_path / "c" / "z.wav")
+    files = discover([tmp_path / "d1", tmp_path / "d2", tmp_path / "c"]).files
+    plan = {f.path.relative_to(tmp_path).as_posix(): d.relative_to(tmp_path / "o").as_posix()
+            for f, d in plan_outputs(files, tmp_path / "o")}
+    assert plan == {"d1/only1.wav": "d1/only1.wav", "d1/x.wav": "d1/x.wav", "d2/x.wav": "d2/x.wav", "c/z.wav": "z.wav"}
+    files = discover([tmp_path / "a" / "noisy", tmp_path / "b" / "noisy" / "y.wav"]).files  # a folder and a file
+    outs = sorted(d.relative_to(tmp_path / "o").as_posix() for _, d in plan_outputs(files, tmp_path / "o"))
+    assert outs == ["a/noisy/y.wav", "b/noisy/y.wav"]
+
+
 def test_probe_bad_files(tmp_path):
     (tmp_path / "empty.wav").write_bytes(b"")
     (tmp_path / "text.wav").write_text("this is not audio at all\n" * 10)

@@ -1,6 +1,7 @@
 """gagnet enhance / gagnet models and the Enhancer API, with a tiny random model."""
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import subprocess
@@ -91,6 +92,18 @@ def test_enhance_file_keeps_rate_channels_subtype_length(tmp_path, enhancer, sr,
     assert (b.samplerate, b.channels, b.frames, b.subtype, b.format) == (sr, channels, n, subtype, "WAV")
     y, _ = sf.read(str(rep.dst), dtype="float32", always_2d=True)
     assert np.isfinite(y).all() and np.abs(y).max() > 0
+
+
+@pytest.mark.parametrize("name", ["in.flac", "in.wav"])
+def test_the_inputs_tags_are_kept(tmp_path, enhancer, name):
+    src = tmp_path / name
+    with sf.SoundFile(str(src), "w", 16000, 1, subtype="PCM_16") as f:
+        f.title, f.artist, f.comment = "Interview 3", "Field team", "take 2"
+        f.write(_noise(8000))
+    rep = enhancer.enhance_file(src, tmp_path / "out" / name)
+    assert rep.status == "done", rep.message
+    with sf.SoundFile(str(rep.dst)) as f:
+        assert (f.title, f.artist, f.comment) == ("Interview 3", "Field team", "take 2")
 
 
 def test_flac_and_unwritable_format_fallback(tmp_path, enhancer, monkeypatch):
@@ -651,9 +664,18 @@ def test_load_model_errors(tmp_path, tiny_net):
     bad.pop(next(iter(bad)))
     torch.save({"config": tiny_net.cfg.to_dict(), "state_dict": bad}, tmp_path / "missing_key.pt")
     torch.save({"config": get_config("causal").to_dict(), "state_dict": tiny_net.state_dict()}, tmp_path / "shape.pt")
+    torch.save({"config": tiny_net.cfg.to_dict(), "state_dict": tiny_net.state_dict(), "when": datetime.date(2026, 1, 1)},
+               tmp_path / "objects.pt")
+    (tmp_path / "zip.pt").write_bytes(b"PK\x03\x04 but a broken archive")
+    (tmp_path / "m.onnx").write_bytes(b"\x08\x07")
+    _write(tmp_path / "audio.wav", _noise(100), 16000)
     cases = {
         "empty.pt": "empty file",
-        "junk.pt": "cannot load",
+        "junk.pt": "not a PyTorch weights file",
+        "audio.wav": "not a PyTorch weights file",
+        "m.onnx": "an ONNX graph; `gagnet stream --model` runs it",
+        "objects.pt": "holds Python objects besides weights, which are not loaded",
+        "zip.pt": "cannot load",
         "dict.pt": "not a gagnet model file",
         "raw.pt": "not a gagnet model file",
         "missing_key.pt": "1 missing",
@@ -664,6 +686,7 @@ def test_load_model_errors(tmp_path, tiny_net):
         with pytest.raises(ModelError) as e:
             load_model(tmp_path / name)
         assert needle in str(e.value) and "\n" not in str(e.value), (name, str(e.value))
+        assert "weights_only" not in str(e.value)  # torch's advice to load unsafely is not passed on
     with pytest.raises(ModelError, match="unknown model 'no-such-name'"):
         load_model("no-such-name")
 

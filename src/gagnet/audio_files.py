@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import secrets
 import warnings
@@ -24,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+logger = logging.getLogger(__name__)
 
 #: Extensions collected from folders and glob matches (lower case).
 AUDIO_EXTENSIONS = (
@@ -70,6 +73,7 @@ class InputFile:
     path: Path
     rel: Path
     explicit: bool = False  # named directly on the command line (not from a folder or a glob)
+    root: Path | None = None  # the folder or glob base it was found under (a named file: its folder)
 
 
 @dataclass
@@ -125,11 +129,11 @@ def discover(args: Iterable[str | Path], exclude: Sequence[str | Path] = (), ski
     seen: set[Path] = set()
     excl = [Path(e).resolve() for e in exclude]
 
-    def add(p: Path, rel: Path, explicit: bool = False) -> None:
+    def add(p: Path, rel: Path, root: Path, explicit: bool = False) -> None:
         key = p.resolve()
         if key not in seen:
             seen.add(key)
-            out.files.append(InputFile(p, rel, explicit))
+            out.files.append(InputFile(p, rel, explicit, root))
 
     for arg in args:
         text = os.path.expanduser(str(arg))
@@ -139,10 +143,10 @@ def discover(args: Iterable[str | Path], exclude: Sequence[str | Path] = (), ski
             if not found:
                 out.errors.append(f"{arg}: folder has no audio files ({', '.join(AUDIO_EXTENSIONS[:6])}, ...)")
             for f in found:
-                add(f, f.relative_to(p))
+                add(f, f.relative_to(p), p)
         elif p.exists():
             if p.is_file():
-                add(p, Path(p.name), explicit=True)
+                add(p, Path(p.name), p.parent, explicit=True)
             else:
                 out.errors.append(f"{arg}: not a regular file")
         elif has_magic(text):
@@ -154,12 +158,12 @@ def discover(args: Iterable[str | Path], exclude: Sequence[str | Path] = (), ski
                 if mp.is_dir():
                     for f in _walk(mp, excl, skip_enhanced):
                         matched = True
-                        add(f, _relative(f, base))
+                        add(f, _relative(f, base), base)
                 elif mp.is_file() and is_audio_name(mp) and not _hidden(mp.name):
                     if any(_is_under(mp, e) for e in excl):
                         continue
                     matched = True
-                    add(mp, _relative(mp, base))
+                    add(mp, _relative(mp, base), base)
             if not matched and len(out.files) == n0:
                 out.errors.append(f"{arg}: pattern matches no audio files")
         else:
@@ -195,8 +199,11 @@ def plan_outputs(files: Sequence[InputFile], out: str | Path | None) -> list[tup
 
     Without ``out``: ``<stem>_enhanced<suffix>`` next to the input. With ``out``: the
     output file itself when :func:`output_is_file`, else ``out / rel`` (the tree below each
-    input folder or glob base is kept). Raises :class:`AudioFileError` when ``out`` has an
-    audio extension but there is more than one input.
+    input folder or glob base is kept). When inputs from different folders share a ``rel``
+    (``d1/x.wav`` and ``d2/x.wav``), every file of those folders goes under the folder's name
+    (``out/d1/x.wav``, ``out/d2/x.wav``; more of its path when the names are equal too).
+    Raises :class:`AudioFileError` when ``out`` has an audio extension but there is more than
+    one input.
     """
     if out is None:
         return [(f, f.path.with_name(f.path.stem + ENHANCED_SUFFIX + f.path.suffix)) for f in files]
@@ -205,7 +212,26 @@ def plan_outputs(files: Sequence[InputFile], out: str | Path | None) -> list[tup
         return [(files[0], out)]
     if is_audio_name(out) and not out.is_dir() and len(files) > 1:
         raise AudioFileError(f"-o {out} looks like a file name but there are {len(files)} inputs; give a folder")
-    return [(f, out / f.rel) for f in files]
+    labels = _clash_labels(files)
+    return [(f, out / labels[f.root] / f.rel if f.root in labels else out / f.rel) for f in files]
+
+
+def _clash_labels(files: Sequence[InputFile]) -> dict[Path | None, Path]:
+    """For the roots of inputs whose ``rel`` clashes: the shortest tails of their paths that tell
+    them apart (``d1``, ``d2``; ``a/noisy``, ``b/noisy``)."""
+    roots_of: dict[Path, set[Path | None]] = {}
+    for f in files:
+        roots_of.setdefault(f.rel, set()).add(f.root)
+    roots = sorted({r for rs in roots_of.values() if len(rs) > 1 for r in rs}, key=str)
+    if not roots:
+        return {}
+    full = {r: Path(os.path.abspath(r if r is not None else ".")).parts[1:] or ("root",) for r in roots}
+    for k in range(1, max(len(parts) for parts in full.values()) + 1):
+        tails = {r: Path(*parts[-k:]) for r, parts in full.items()}
+        if len(set(tails.values())) == len(tails):
+            break
+    logger.info("inputs of %s share names: each goes under its folder's name in the output", ", ".join(map(str, roots)))
+    return tails
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:
@@ -396,16 +422,29 @@ def is_temp_path(path: str | Path) -> bool:
     return name.startswith(".") and _TEMP_MARK in name
 
 
+def read_tags(path: str | Path) -> dict[str, str]:
+    """The text tags of an audio file (title, artist, comment, date, ...; libsndfile's names),
+    ``{}`` when it has none or cannot be read."""
+    try:
+        with sf.SoundFile(str(path)) as f:
+            return {k: v for k, v in f.copy_metadata().items() if v}
+    except Exception:
+        return {}
+
+
 class AtomicAudioWriter:
     """Write audio to a temporary file and rename it onto ``out.path`` only on success.
 
     Use as a context manager; :meth:`write` takes float ``(frames, channels)`` blocks
     (clipped to [-1, 1] unless the subtype is FLOAT or DOUBLE). Any exception, ``KeyboardInterrupt``
-    included, removes the temporary file and leaves the destination as it was.
+    included, removes the temporary file and leaves the destination as it was. ``tags``
+    (``title``, ``artist``, ... as :func:`read_tags` gives them) go into the file where its
+    format keeps them.
     """
 
-    def __init__(self, out: OutputFormat, samplerate: int, channels: int) -> None:
+    def __init__(self, out: OutputFormat, samplerate: int, channels: int, tags: dict[str, str] | None = None) -> None:
         self.out = out
+        self.tags = dict(tags or {})
         self.samplerate = int(samplerate)
         self.channels = int(channels)
         self.tmp: Path | None = None
@@ -447,6 +486,11 @@ class AtomicAudioWriter:
                     f"{dst}: cannot write {self.out.format}/{self.out.subtype} ({_sf_reason(e)})"
                 ) from None
             raise
+        for key, value in self.tags.items():  # before the first sample, as libsndfile asks
+            try:
+                setattr(self._f, key, value)
+            except Exception:  # a tag the format does not keep: the audio matters, not the tag
+                logger.debug("%s: cannot keep the %s tag", dst, key)
         return self
 
     def write(self, block: np.ndarray) -> None:

@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from .attenuation import FROM_MODEL, floor_gain, parse_atten_lim
-from .build_cache import cached_file, discard
 from .audio_files import (
     AtomicAudioWriter,
     AudioFileError,
@@ -37,8 +36,10 @@ from .audio_files import (
     plan_outputs,
     probe,
     read_head,
+    read_tags,
     same_file,
 )
+from .build_cache import cached_file, discard
 from .model import WaveGaGNet
 from .pipeline import ChannelPipeline
 from .streaming import make_block_processor
@@ -345,8 +346,9 @@ class Enhancer:
         t0 = time.perf_counter()
         pipe = self._pipeline(info.samplerate, info.channels)
         block = self._chunk_frames(info.samplerate)
+        tags = read_tags(src)
         try:
-            writer = AtomicAudioWriter(out, info.samplerate, info.channels).__enter__()
+            writer = AtomicAudioWriter(out, info.samplerate, info.channels, tags).__enter__()
         except AudioFileError:
             if out.format == "FLAC" or not out.path.parent.is_dir() or not os.access(out.path.parent, os.W_OK):
                 raise
@@ -356,7 +358,7 @@ class Enhancer:
                 report.dst, report.status = out.path, "skipped"
                 report.message = f"{out.path} exists (use --overwrite to replace it)"
                 return report
-            writer = AtomicAudioWriter(out, info.samplerate, info.channels).__enter__()
+            writer = AtomicAudioWriter(out, info.samplerate, info.channels, tags).__enter__()
         if out.warning:
             report.message = out.warning
         report.dst = out.path
@@ -596,7 +598,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
 
 def _limit_note(atten_lim_db: float | None) -> str:
-    return "" if atten_lim_db is None else f", noise lowered by at most {atten_lim_db:g} dB (--atten-lim)"
+    return "" if atten_lim_db is None else f", noise lowered by at most {atten_lim_db:g} dB (--atten-lim off: no limit)"
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -527,7 +527,7 @@ def write_noise_corpus(
 
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise FileExistsError(f"{out} is not empty (use overwrite to replace the corpus)")
+            raise FileExistsError(f"{out} is not empty (--overwrite, or overwrite=True, replaces the corpus)")
         (out / "corpus.json").unlink(missing_ok=True)
         for k in MIXES:
             for old in sorted((out / k).glob(f"{k}_*.flac")) if (out / k).is_dir() else []:

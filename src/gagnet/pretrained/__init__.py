@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -179,9 +180,20 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str | torc
     path = resolve(name_or_path)
     if path.stat().st_size == 0:
         raise ModelError(f"{path}: empty file")
+    if path.suffix.lower() == ".onnx":
+        raise ModelError(f"{path}: an ONNX graph; `gagnet stream --model` runs it, this needs a shipped name "
+                         "or a model.pt / .ckpt from gagnet train")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04" and head[:1] != b"\x80":  # torch's zip archive, or its older pickle
+        raise ModelError(f"{path}: not a PyTorch weights file (a shipped name, or a model.pt / .ckpt "
+                         "from gagnet train)")
     try:
         obj = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:
+        if isinstance(e, pickle.UnpicklingError):  # torch's own message suggests an unsafe load: not that
+            raise ModelError(f"{path}: holds Python objects besides weights, which are not loaded "
+                             "(only weight files are safe to read)") from None
         first = _one_line(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
         raise ModelError(f"{path}: cannot load ({type(e).__name__}: {first[:200]})") from None
     cfg, sd = _parse(obj, path)
