@@ -421,6 +421,11 @@ def test_cli_plot(tmp_path, model_pt, capsys):
     assert rc == 0 and err == ""
     png = tmp_path / "out" / "a.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    _write(tmp_path / "two" / "b.flac", _noise(8000), 16000)
+    _write(tmp_path / "two" / "b.wav", _noise(8000, seed=1), 16000)
+    rc, _, err = _cli(capsys, tmp_path / "two", "-o", tmp_path / "out2", "--model", model_pt, "--plot")
+    assert rc == 0 and err == ""
+    assert sorted(p.name for p in (tmp_path / "out2").glob("*.png")) == ["b.png", "b_wav.png"]  # one plot each
 
 
 def _bad_inputs(folder: Path) -> dict[str, Path]:

@@ -455,6 +455,7 @@ def _run_batch(enhancer: "Enhancer", bar: Any, inputs: frozenset[Path], reports:
     from tqdm import tqdm
 
     written: set[Path] = set()
+    plots: set[Path] = set()
     n_failed = 0
     for item, dst in bar:
         bar.set_postfix_str(item.path.name, refresh=False)
@@ -490,8 +491,12 @@ def _run_batch(enhancer: "Enhancer", bar: Any, inputs: frozenset[Path], reports:
         if rep.message:  # a format fallback warning
             _err(f"warning: {rep.message}")
         if args.plot:
+            png = rep.dst.with_suffix(".png")
+            if png.resolve() in plots:  # x.wav and x.flac in one folder: x.png, then x_flac.png
+                png = rep.dst.with_name(f"{rep.dst.stem}_{rep.dst.suffix.lstrip('.')}.png")
+            plots.add(png.resolve())
             try:
-                plot_spectrograms(rep.src, rep.dst, rep.dst.with_suffix(".png"))
+                plot_spectrograms(rep.src, rep.dst, png)
             except Exception as e:  # the audio is written; a plot problem is only a warning
                 _err(f"warning: {rep.dst}: could not plot spectrograms ({type(e).__name__}: {one_line(e)})")
     return n_failed
@@ -649,7 +654,7 @@ def register(sub: Any) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     p.add_argument("--plot", action="store_true",
                    help="also write <output stem>.png with noisy and enhanced spectrograms "
-                   f"(first channel, first {PLOT_SECONDS:.0f} s)")
+                   f"(first channel, first {PLOT_SECONDS:.0f} s; <stem>_<extension>.png for a second output of one stem)")
     p.add_argument("--block-seconds", type=float, default=30.0, metavar="S",
                    help="seconds of audio per processing block (memory vs. speed; default 30)")
     p.add_argument("--no-progress", action="store_true",
