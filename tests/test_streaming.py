@@ -108,6 +108,24 @@ def test_overlap_blocks_for_non_causal_models():
     assert len(y) == len(x) and np.isfinite(y).all()
 
 
+def test_nan_input_is_taken_as_zero_and_never_fills_the_state(causal_case, caplog):
+    model, x, _ = causal_case
+    bad = x.copy()
+    bad[1000], bad[4000] = np.nan, -np.inf
+    clean = np.nan_to_num(bad, nan=0.0, neginf=0.0)
+    s = StreamingEnhancer(model)
+    with caplog.at_level("WARNING", logger="gagnet.streaming"):
+        y = np.concatenate([s.process(bad[i : i + 160]) for i in range(0, len(bad), 160)] + [s.flush()])
+        t = s.process(torch.tensor([float("nan")] * 5))
+    ref, _ = _stream(model, clean, 160)
+    assert np.isfinite(y).all() and np.abs(y - ref).max() < 1e-6
+    assert torch.isfinite(t).all() and s.nonfinite == 7 and caplog.text.count("taken as 0") == 1
+    pytest.importorskip("onnxruntime")
+    fast = StreamingEnhancer(model, backend="onnx", precision="fp32")  # the numpy-framed fast step
+    y = np.concatenate([fast.process(bad[i : i + 160]) for i in range(0, len(bad), 160)] + [fast.flush()])
+    assert np.isfinite(y).all() and np.abs(y - ref).max() < 1e-4 and fast._inner.nonfinite == 0 and fast.nonfinite == 2
+
+
 # --------------------------------------------------------------------------- the user's entry points
 def _speechlike_wave(seconds: float = 1.0) -> "np.ndarray":
     rng = np.random.default_rng(3)

@@ -97,6 +97,7 @@ class NumpyFraming:
         """Feed samples; get the same number of (delayed) enhanced samples back."""
         is_np = not isinstance(chunk, Tensor)
         x = np.asarray(chunk if is_np else chunk.detach().cpu().numpy(), dtype=np.float32)
+        x = self._finite(x)  # StreamingEnhancer's: NaN/Inf as 0, counted
         if x.ndim != 1:
             raise ValueError(f"expected a 1-D chunk of samples, got shape {tuple(x.shape)}")
         self._inbuf = np.concatenate((self._inbuf, x))

@@ -167,6 +167,8 @@ class StreamingEnhancer:
     backend = "torch"
     precision = "fp32"
     engine = "torch"
+    #: NaN/Inf input samples taken as 0 so far (one would fill the state with NaN, seconds of output).
+    nonfinite = 0
 
     def __init__(self, model: Any, device: str | torch.device = "cpu", backend: str | None = None,
                  atten_lim_db: float | None | str = FROM_MODEL, threads: int = 1, precision: str = "auto") -> None:
@@ -300,12 +302,26 @@ class StreamingEnhancer:
     # -- public --------------------------------------------------------------------------
     def process(self, chunk: np.ndarray | Tensor) -> np.ndarray | Tensor:
         """Feed samples; get the same number of (delayed) enhanced samples back."""
+        chunk = self._finite(chunk)
         out = self._inner.process(chunk) if self._inner is not None else self._stream(chunk)
         if self._floor > 0:
             x = chunk.detach().cpu().numpy() if isinstance(chunk, Tensor) else np.asarray(chunk)
             self._dry.hold(np.asarray(x, np.float32).reshape(-1, 1))
             out = self._limit(out)
         return out
+
+    def _finite(self, chunk: np.ndarray | Tensor) -> np.ndarray | Tensor:
+        """``chunk`` with NaN/Inf samples set to 0 (counted in :attr:`nonfinite`, logged once)."""
+        bad = ~torch.isfinite(chunk) if isinstance(chunk, Tensor) else ~np.isfinite(np.asarray(chunk))
+        if not bad.any():
+            return chunk
+        if not self.nonfinite:
+            log.warning("NaN/Inf input samples are taken as 0 (StreamingEnhancer.nonfinite counts them)")
+        self.nonfinite += int(bad.sum())
+        if isinstance(chunk, Tensor):
+            return chunk.masked_fill(bad, 0.0)
+        x = np.asarray(chunk)
+        return np.where(bad, np.zeros((), x.dtype), x)
 
     def _limit(self, out: np.ndarray | Tensor) -> np.ndarray | Tensor:
         """``(1 - g) * out + g * input`` with the input delayed like ``out``."""
