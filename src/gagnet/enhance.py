@@ -492,7 +492,7 @@ def _run_batch(enhancer: "Enhancer", bar: Any, inputs: frozenset[Path], reports:
             _err(f"warning: {rep.message}")
         if args.plot:
             png = rep.dst.with_suffix(".png")
-            if png.resolve() in plots:  # x.wav and x.flac in one folder: x.png, then x_flac.png
+            if png.resolve() in plots:  # x.wav and x.flac in one folder: the second gets x_<its extension>.png
                 png = rep.dst.with_name(f"{rep.dst.stem}_{rep.dst.suffix.lstrip('.')}.png")
             plots.add(png.resolve())
             try:

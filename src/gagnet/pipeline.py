@@ -13,6 +13,7 @@ import numpy as np
 import soxr
 
 from .attenuation import InputFloor
+from .streaming import zero_nonfinite
 
 
 class ChannelPipeline:
@@ -61,10 +62,8 @@ class ChannelPipeline:
         if self.done:
             raise RuntimeError("pipeline already finished")
         block = np.ascontiguousarray(block, dtype=np.float32).reshape(-1, self.channels)
-        bad = ~np.isfinite(block)
-        if bad.any():
-            self.nonfinite += int(bad.sum())
-            block = np.where(bad, np.float32(0), block)
+        block, n = zero_nonfinite(block)
+        self.nonfinite += n
         self.n_in += block.shape[0]
         self.floor.hold(block)
         x = block if self.down is None else self.down.resample_chunk(block, last=last)

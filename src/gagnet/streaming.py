@@ -133,6 +133,14 @@ def resolve_precision(precision: str, backend: str, cfg: GaGNetConfig) -> str:
     return "fp32"
 
 
+def zero_nonfinite(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """``x`` with its NaN/Inf samples set to 0 (``x`` itself when it has none), and their count: one NaN
+    would otherwise fill a causal network's state, seconds of output."""
+    bad = ~np.isfinite(x)
+    n = int(bad.sum())
+    return (np.where(bad, np.zeros((), x.dtype), x), n) if n else (x, 0)
+
+
 class StreamingEnhancer:
     """Frame-synchronous, stateful enhancement of a 16 kHz mono stream.
 
@@ -312,16 +320,17 @@ class StreamingEnhancer:
 
     def _finite(self, chunk: np.ndarray | Tensor) -> np.ndarray | Tensor:
         """``chunk`` with NaN/Inf samples set to 0 (counted in :attr:`nonfinite`, logged once)."""
-        bad = ~torch.isfinite(chunk) if isinstance(chunk, Tensor) else ~np.isfinite(np.asarray(chunk))
-        if not bad.any():
-            return chunk
-        if not self.nonfinite:
-            log.warning("NaN/Inf input samples are taken as 0 (StreamingEnhancer.nonfinite counts them)")
-        self.nonfinite += int(bad.sum())
         if isinstance(chunk, Tensor):
-            return chunk.masked_fill(bad, 0.0)
-        x = np.asarray(chunk)
-        return np.where(bad, np.zeros((), x.dtype), x)
+            bad = ~torch.isfinite(chunk)
+            n = int(bad.sum())
+            out = chunk.masked_fill(bad, 0.0) if n else chunk
+        else:
+            out, n = zero_nonfinite(np.asarray(chunk))
+            out = out if n else chunk
+        if n and not self.nonfinite:
+            log.warning("NaN/Inf input samples are taken as 0 (StreamingEnhancer.nonfinite counts them)")
+        self.nonfinite += n
+        return out
 
     def _limit(self, out: np.ndarray | Tensor) -> np.ndarray | Tensor:
         """``(1 - g) * out + g * input`` with the input delayed like ``out``."""
